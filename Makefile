@@ -1,0 +1,50 @@
+# Two entry points: `make run` (set up, migrate, load demo data, serve) and `make test` (every check).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck schema-check migrations-check pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e . --config-settings editable_mode=compat
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/precis migrate
+	$(BIN)/precis demo load --if-empty
+	$(BIN)/precis token --header
+	$(BIN)/precis serve
+
+test: $(VENV)/.installed-dev lint typecheck schema-check migrations-check pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+schema-check: $(VENV)/.installed-dev
+	$(BIN)/precis schema export | diff -u schema.graphql - \
+		|| (echo "schema.graphql is stale: run '$(BIN)/precis schema export > schema.graphql'" && exit 1)
+
+migrations-check: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.migrations_check
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/graphql_users.py
+	$(BIN)/python bench/upsert_users.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""GraphQL, HTTP and OAuth. Holds no business rule: resolvers call ``domain`` services."""

@@ -1,0 +1,208 @@
+"""The Starlette application: GraphQL, OAuth endpoints, health checks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from authlib.oauth2.rfc6750.errors import InvalidTokenError
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from api.auth.server import PrecisAuthorizationServer
+from api.auth.verifier import TokenVerifier
+from api.context import Context
+from api.schema import build_schema
+from domain.db import Database
+from domain.keys import Keys, build_keys
+from domain.settings import Settings, get_settings
+from jobs.queue import Queue, make_queue
+
+log = logging.getLogger("precis.api")
+
+
+@dataclass
+class Services:
+    """Process-wide parts, built once at start-up and shared by every request."""
+
+    settings: Settings
+    db: Database
+    keys: Keys
+    verifier: TokenVerifier
+    auth: PrecisAuthorizationServer
+    queue: Queue
+
+
+class PrecisGraphQL(GraphQL[Context, None]):
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        principal = None
+        error = None
+        header = request.headers.get("authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                error = "use `Authorization: Bearer <access token>`"
+            else:
+                try:
+                    principal = await self.services.verifier.verify(token.strip())
+                except InvalidTokenError:
+                    error = "the access token is invalid, expired or revoked"
+        return Context(
+            request=request,
+            response=response,
+            services=self.services,
+            principal=principal,
+            auth_error=error,
+        )
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes (413), whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": f"request body over {self.limit} bytes",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                    }
+                ]
+            },
+            status_code=413,
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    keys = build_keys(settings)
+    db = Database(settings)
+    verifier = TokenVerifier(settings, keys, db)
+    auth = PrecisAuthorizationServer(settings, keys, db, verifier)
+    services_holder: dict[str, Services] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        queue = await make_queue(settings, db)
+        services = Services(settings, db, keys, verifier, auth, queue)
+        services_holder["s"] = services
+        graphql.services = services
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await queue.close()
+            await db.dispose()
+
+    graphql = PrecisGraphQL(
+        services=None,  # type: ignore[arg-type]  # set in lifespan
+        schema=build_schema(settings),
+        graphql_ide=None if settings.is_prod else "graphiql",
+        allow_queries_via_get=False,
+    )
+
+    async def metadata(request: Request) -> Response:
+        return JSONResponse(auth.metadata())
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(keys.public_jwks, headers={"Cache-Control": "public, max-age=300"})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        ok = True
+        try:
+            async with db.read_only() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # report, never crash the probe
+            checks["database"] = f"error: {type(exc).__name__}"
+            ok = False
+        if settings.redis_url:
+            try:
+                queue = services_holder["s"].queue
+                await queue.pool.ping()  # type: ignore[attr-defined]
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}"
+                ok = False
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/oauth/token", auth.token, methods=["POST"]),
+        Route("/oauth/introspect", auth.introspect, methods=["POST"]),
+        Route("/oauth/revoke", auth.revoke, methods=["POST"]),
+        Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.state.auth = auth
+    app.state.db = db
+    app.state.keys = keys
+    return app

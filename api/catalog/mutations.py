@@ -1,0 +1,10 @@
+"""Catalog mutations (filled in by the catalog work)."""
+
+from __future__ import annotations
+
+import strawberry
+
+
+@strawberry.type
+class CatalogMutations:
+    pass

@@ -1,0 +1,417 @@
+"""The ``precis`` command line. Every command has ``--help``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain.settings import ConfigurationError, get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Precis: headless GraphQL API for precision marketing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+clients_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo storefront data.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import users or products from CSV or JSON Lines.", no_args_is_help=True
+)
+schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(demo_app, name="demo")
+app.add_typer(import_app, name="import")
+app.add_typer(schema_app, name="schema")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+out = Console()
+
+DEV_CLIENT_ID = "precis-cli"
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(fn())
+    except ConfigurationError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _db() -> Any:
+    from domain.db import Database
+
+    return Database(get_settings(), pool=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the API (GraphQL at /graphql, GraphiQL in dev)."""
+    import uvicorn
+
+    from domain.keys import build_keys
+
+    settings = get_settings()
+    try:
+        build_keys(settings)  # fail fast with a clear message before forking workers
+    except ConfigurationError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run an ARQ worker (needs PRECIS_REDIS_URL / REDIS_URL)."""
+    from arq.worker import run_worker
+
+    from jobs.worker import WorkerSettings
+
+    if not get_settings().redis_url:
+        err.print("[red]no Redis configured:[/red] set REDIS_URL; without it jobs run in-process")
+        raise typer.Exit(2)
+    run_worker(WorkerSettings, burst=burst)  # type: ignore[arg-type]
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations (Alembic) up to REVISION."""
+    from domain.migrations import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    err.print(f"database migrated to {revision}")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="A name for the client.")],
+    scopes: Annotated[str, typer.Option(help='Space-separated scopes, e.g. "users:read".')],
+    token_exchange: Annotated[
+        bool, typer.Option(help="Also allow token exchange (shopper tokens).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line is JSON.")] = False,
+) -> None:
+    """Create a client; prints its id and secret once (the secret is stored hashed)."""
+    from domain.auth import service
+
+    grants = ["client_credentials"]
+    if token_exchange:
+        grants.append("urn:ietf:params:oauth:grant-type:token-exchange")
+
+    async def go() -> service.NewClient:
+        db = _db()
+        try:
+            async with db.unit_of_work() as session:
+                return await service.create_client(
+                    session, name=name, scopes=scopes, grant_types=grants
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        created = _run(go)
+    except service.ClientError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps({"client_id": created.client.id, "client_secret": created.secret}))
+    else:
+        out.print(f"client_id:     {created.client.id}")
+        out.print(f"client_secret: {created.secret}")
+        out.print(f"scopes:        {created.client.scopes}")
+        err.print("Store the secret now: it is not shown again.")
+
+
+@clients_app.command("list")
+def clients_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List clients (never their secrets)."""
+    from domain.auth import service
+
+    async def go() -> list[Any]:
+        db = _db()
+        try:
+            async with db.read_only() as session:
+                return await service.list_clients(session)
+        finally:
+            await db.dispose()
+
+    rows = _run(go)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "client_id": r.id,
+                        "name": r.name,
+                        "scopes": r.scopes.split(),
+                        "disabled": r.disabled_at is not None,
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    table = Table("client_id", "name", "scopes", "status")
+    for r in rows:
+        table.add_row(r.id, r.name, r.scopes, "disabled" if r.disabled_at else "active")
+    out.print(table)
+
+
+@clients_app.command("disable")
+def clients_disable(
+    client_id: Annotated[str, typer.Argument(help="The client to disable.")],
+) -> None:
+    """Disable a client: its tokens stop working at once and it can get no new ones."""
+    from domain.auth import service
+
+    async def go() -> None:
+        db = _db()
+        try:
+            async with db.unit_of_work() as session:
+                await service.disable_client(session, client_id)
+        finally:
+            await db.dispose()
+
+    try:
+        _run(go)
+    except service.ClientError as exc:
+        err.print(f"[red]{exc.code}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    out.print(f"disabled {client_id}")
+
+
+@app.command()
+def token(
+    scopes: Annotated[
+        str | None, typer.Option(help="Space-separated scopes; default: every client scope.")
+    ] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds (max 86400).")] = 8 * 3600,
+    header: Annotated[bool, typer.Option(help="Print as an Authorization header.")] = False,
+) -> None:
+    """Mint a short-lived access token for development (refused when PRECIS_ENV=prod)."""
+    from domain.auth.tokens import mint_dev_token
+
+    settings = get_settings()
+    if settings.is_prod:
+        err.print("[red]refused:[/red] dev tokens are not minted in prod; use /oauth/token")
+        raise typer.Exit(2)
+    if not 60 <= ttl <= 86400:
+        err.print("[red]--ttl must be between 60 and 86400 seconds[/red]")
+        raise typer.Exit(2)
+
+    async def go() -> str:
+        db = _db()
+        try:
+            return await mint_dev_token(db, settings, scopes=scopes, ttl=ttl)
+        finally:
+            await db.dispose()
+
+    try:
+        value = _run(go)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if header:
+        err.print("GraphiQL: http://127.0.0.1:8000/graphql  (paste into Headers:)")
+        print(json.dumps({"Authorization": f"Bearer {value}"}))
+    else:
+        print(value)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key (dev key store); older keys stay published in the JWKS."""
+    from domain.keys import rotate_dev_signing_key
+
+    settings = get_settings()
+    if settings.is_prod:
+        err.print("[red]in prod, put the new key first in PRECIS_SIGNING_KEYS[/red]")
+        raise typer.Exit(2)
+    out.print(f"new signing key {rotate_dev_signing_key(settings)}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty() and False,
+    )
+
+
+@demo_app.command("load")
+def demo_load(
+    users: Annotated[int, typer.Option(help="How many shoppers.")] = 2000,
+    products: Annotated[int, typer.Option(help="How many products.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    if_empty: Annotated[bool, typer.Option(help="Skip if any user exists already.")] = False,
+) -> None:
+    """Load a deterministic demo storefront (shoppers, categories, products)."""
+    from domain.demo import is_empty, load_demo
+    from domain.keys import build_keys
+
+    settings = get_settings()
+
+    async def go() -> dict[str, int] | None:
+        db = _db()
+        keys = build_keys(settings)
+        try:
+            async with db.read_only() as session:
+                if if_empty and not await is_empty(session):
+                    return None
+            with _progress() as progress:
+                bars: dict[str, Any] = {}
+
+                def report(kind: str, done: int, total: int) -> None:
+                    if kind not in bars:
+                        bars[kind] = progress.add_task(kind, total=total)
+                    progress.update(bars[kind], completed=done)
+
+                return await load_demo(
+                    db, keys, users=users, products=products, seed=seed, progress=report
+                )
+        finally:
+            await db.dispose()
+
+    result = _run(go)
+    if result is None:
+        err.print("demo data already present; skipped")
+    else:
+        err.print("loaded " + ", ".join(f"{v} {k}" for k, v in result.items()))
+
+
+def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:
+    from domain.imports.service import ImportError_, create_import, run_import
+    from domain.tasks.models import TaskRun
+    from jobs.queue import ArqQueue
+
+    settings = get_settings()
+
+    async def go() -> dict[str, Any] | None:
+        db = _db()
+        try:
+            async with db.unit_of_work() as session:
+                task = await create_import(session, kind=kind, path=path, fmt=fmt)
+            task_id = task.id
+            with _progress() as progress:
+                bar = progress.add_task(f"import {kind}", total=task.total)
+
+                def report(done: int, total: int | None) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                if not settings.redis_url:
+                    return await run_import(db, task_id, progress=report)
+                queue = await ArqQueue.connect(settings)
+                try:
+                    await queue.enqueue("import_file", task_id, job_id=task_id)
+                finally:
+                    await queue.close()
+                err.print(f"queued task {task_id}")
+                if not wait:
+                    return None
+                while True:
+                    await asyncio.sleep(0.5)
+                    async with db.read_only() as session:
+                        row = await session.get(TaskRun, task_id)
+                    assert row is not None
+                    report(row.done, row.total)
+                    if row.status in ("done", "failed"):
+                        if row.status == "failed":
+                            raise ImportError_(row.error or "import failed")
+                        return row.result
+        finally:
+            await db.dispose()
+
+    try:
+        summary = _run(go)
+    except ImportError_ as exc:
+        err.print(f"[red]import failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if summary is None:
+        return
+    err.print(
+        f"{summary['accepted']} accepted, {summary['rejected']} rejected of {summary['rows']} rows"
+    )
+    for item in summary.get("errors", [])[:20]:
+        err.print(f"  line {item['line']}: {item['message']}")
+    if summary["rejected"] > 20:
+        err.print(
+            f"  ... {summary['rejected'] - 20} more rejected rows (see task {summary['task_id']})"
+        )
+    print(json.dumps(summary))
+
+
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", help="csv or jsonl (default: from the file name).")
+]
+WaitOpt = Annotated[bool, typer.Option(help="With Redis: wait for the worker and show progress.")]
+
+
+@import_app.command("users")
+def import_users(
+    file: Annotated[Path, typer.Argument(help="CSV with a header, or JSON Lines.")],
+    fmt: FormatOpt = None,
+    wait: WaitOpt = True,
+) -> None:
+    """Import users, validated row by row, upserted on externalId."""
+    _import("users", file, fmt, wait)
+
+
+@import_app.command("products")
+def import_products(
+    file: Annotated[Path, typer.Argument(help="CSV with a header, or JSON Lines.")],
+    fmt: FormatOpt = None,
+    wait: WaitOpt = True,
+) -> None:
+    """Import products, validated row by row, upserted on externalId."""
+    _import("products", file, fmt, wait)
+
+
+@schema_app.command("export")
+def schema_export() -> None:
+    """Print the GraphQL SDL (schema.graphql must equal it)."""
+    from api.schema import build_schema
+    from domain.settings import Settings
+
+    print(build_schema(Settings(env="dev")).as_str())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

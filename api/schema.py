@@ -1,0 +1,104 @@
+"""The Strawberry schema: queries and mutations of every noun, plus the request-level extensions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import Info
+
+from api.auth.permissions import Forbidden, Unauthenticated
+from api.ids import BadId, decode_id
+from api.limits import Limits
+from api.relay import Node
+from api.tasks.queries import TaskQueries
+from api.users.mutations import UserMutations
+from api.users.queries import UserQueries
+from domain.settings import Settings
+
+log = logging.getLogger("precis.api")
+
+EXPECTED_CODES = frozenset({"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "QUERY_TOO_COMPLEX"})
+NODE_SCOPES = {
+    "User": ("users:read",),
+    "Product": ("catalog:read",),
+    "Category": ("catalog:read",),
+}
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """Validation errors and our coded errors are meant for the client; anything else is a bug."""
+    if (error.extensions or {}).get("code") in EXPECTED_CODES:
+        return False
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class UnitOfWork(SchemaExtension):
+    """Commit a mutation's work only if the whole operation succeeded; then send its jobs."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        ctx = self.execution_context
+        ok = False
+        try:
+            yield
+            result = ctx.result
+            ok = result is not None and not getattr(result, "errors", None)
+        finally:
+            commit = ok and ctx.operation_type.value == "mutation"
+            await ctx.context.finish(commit=commit)
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(description="Any object by its global id (needs the scope of its type).")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        principal = info.context.principal
+        if principal is None:
+            raise Unauthenticated(info.context.auth_error or "a valid access token is required")
+        try:
+            type_name, pk = decode_id(id)
+        except BadId as exc:
+            raise GraphQLError(str(exc), extensions={"code": "BAD_USER_INPUT"}) from exc
+        scopes = NODE_SCOPES.get(type_name)
+        if scopes is None:
+            return None
+        missing = principal.missing(scopes)
+        if missing:
+            raise Forbidden("missing scope(s): " + " ".join(missing))
+        from api.catalog.loaders import category_loader, product_loader
+        from api.users.loaders import user_loader
+
+        loader = {"User": user_loader, "Product": product_loader, "Category": category_loader}[
+            type_name
+        ]
+        found: Any = await info.context.loader(type_name.lower(), loader).load(pk)
+        return found  # type: ignore[no-any-return]
+
+
+Query = merge_types("Query", (NodeQueries, UserQueries, TaskQueries))
+Mutation = merge_types("Mutation", (UserMutations,))
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    limits = Limits(settings)
+    extensions: list[Any] = [
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        limits.extension,
+        UnitOfWork,
+    ]
+    if settings.is_prod:
+        extensions.append(lambda: MaskErrors(should_mask_error=is_unexpected))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=settings.is_prod),
+    )

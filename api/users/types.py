@@ -1,0 +1,68 @@
+"""The ``User`` type (a shopper), wrapping ``Customer`` rows directly."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.ids import encode_id
+from api.relay import Node
+from api.users.loaders import tags_loader
+from domain.keys import Keys
+from domain.users.models import Customer
+from domain.users.service import mask_email, mask_phone
+
+
+def _pii(info: Info, root: Customer, column: str, mask: Any) -> str | None:
+    encrypted = getattr(root, column)
+    if encrypted is None:
+        return None
+    keys: Keys = info.context.services.keys
+    value = keys.decrypt(encrypted)
+    return value if info.context.has("users:pii") else mask(value)
+
+
+@strawberry.type(description="A shopper known to the store.")
+class User(Node):
+    external_id: str = strawberry.field(description="The store's own id for this shopper.")
+    first_name: str | None
+    last_name: str | None
+    locale: str | None = strawberry.field(description="BCP 47 language tag, e.g. de-AT.")
+    timezone: str | None = strawberry.field(description="IANA time zone, e.g. Europe/Vienna.")
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 country code.")
+    region: str | None
+    gender: str | None
+    birth_date: date | None
+    occupation: str | None
+    attributes: JSON = strawberry.field(description="Custom attributes (a JSON object).")
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field(description="Opaque global id.")
+    @staticmethod
+    def id(root: Customer) -> strawberry.ID:
+        return strawberry.ID(encode_id("User", root.id))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Email; masked (a***@example.com) without the users:pii scope.")
+    @staticmethod
+    def email(root: Customer, info: Info) -> str | None:
+        return _pii(info, root, "email_encrypted", mask_email)
+
+    @strawberry.field(description="Phone in E.164; masked without the users:pii scope.")
+    @staticmethod
+    def phone(root: Customer, info: Info) -> str | None:
+        return _pii(info, root, "phone_encrypted", mask_phone)
+
+    @strawberry.field(description="Tags, sorted.")
+    @staticmethod
+    async def tags(root: Customer, info: Info) -> list[str]:
+        result: list[str] = await info.context.loader("user_tags", tags_loader).load(root.id)
+        return result
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Info) -> bool:
+        return isinstance(obj, Customer)

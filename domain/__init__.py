@@ -1,0 +1,1 @@
+"""The business: SQLModel tables, repositories (queries) and services (rules). Never imports ``api``."""

@@ -1,0 +1,86 @@
+"""Database engine and the unit of work.
+
+Services take an ``AsyncSession`` and never commit; the request or job boundary does (``unit_of_work``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from domain.settings import Settings
+
+
+def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+    else:
+        kwargs["connect_args"] = {
+            "server_settings": {
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "application_name": "precis",
+            }
+        }
+        if pool:
+            kwargs.update(pool_size=settings.db_pool_size, max_overflow=5, pool_pre_ping=False)
+        else:
+            kwargs["poolclass"] = NullPool
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Database:
+    """One engine and session factory per process (API worker, job worker or CLI command)."""
+
+    def __init__(self, settings: Settings, *, pool: bool = True) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings, pool=pool)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """Commit on success, roll back on any error."""
+        async with self.sessions() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    @contextlib.asynccontextmanager
+    async def read_only(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,83 @@
+"""Every query on customers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.users.models import Customer, CustomerTag
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    email_hash: str | None = None
+    country: str | None = None
+    tag: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def filtered(flt: UserFilter) -> Select[tuple[Customer]]:
+    stmt = select(Customer)
+    if flt.email_hash is not None:
+        stmt = stmt.where(Customer.email_hash == flt.email_hash)
+    if flt.country is not None:
+        stmt = stmt.where(Customer.country == flt.country)
+    if flt.tag is not None:
+        stmt = stmt.where(
+            exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag == flt.tag)
+        )
+    if flt.created_after is not None:
+        stmt = stmt.where(Customer.created_at >= flt.created_after)
+    if flt.created_before is not None:
+        stmt = stmt.where(Customer.created_at < flt.created_before)
+    return stmt
+
+
+async def page(
+    session: AsyncSession, flt: UserFilter, *, first: int, after: int | None
+) -> list[Customer]:
+    """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
+    stmt = filtered(flt)
+    if after is not None:
+        stmt = stmt.where(Customer.id > after)  # type: ignore[operator]
+    stmt = stmt.order_by(Customer.id).limit(first + 1)  # type: ignore[arg-type]
+    return list(await session.scalars(stmt))
+
+
+async def count(session: AsyncSession, flt: UserFilter) -> int:
+    sub = filtered(flt).with_only_columns(Customer.id).subquery()  # type: ignore[arg-type]
+    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Customer]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Customer).where(Customer.id.in_(ids)))  # type: ignore[union-attr]
+    return {row.id: row for row in rows if row.id is not None}
+
+
+async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Customer]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Customer).where(Customer.external_id.in_(ids)))  # type: ignore[attr-defined]
+    return {row.external_id: row for row in rows}
+
+
+async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = defaultdict(list)
+    if not ids:
+        return result
+    rows = await session.execute(
+        select(CustomerTag.customer_id, CustomerTag.tag)
+        .where(CustomerTag.customer_id.in_(ids))  # type: ignore[attr-defined]
+        .order_by(CustomerTag.customer_id, CustomerTag.tag)
+    )
+    for customer_id, tag in rows:
+        result[customer_id].append(tag)
+    return result

@@ -1,0 +1,1 @@
+"""Background work: ARQ on Redis in production, the same task functions in-process without Redis."""

@@ -1,0 +1,1 @@
+"""Recommendation models, training and serving (later issues)."""
