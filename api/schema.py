@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -87,6 +88,28 @@ Mutation = merge_types("Mutation", (UserMutations,))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    """One schema per distinct limits configuration (building one takes a while)."""
+    key = (
+        settings.env,
+        settings.max_depth,
+        settings.max_aliases,
+        settings.max_tokens,
+        settings.max_cost,
+    )
+    return _build_schema(key)
+
+
+@functools.cache
+def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
+    env, max_depth, max_aliases, max_tokens, max_cost = key
+    settings = Settings(
+        env=env,  # type: ignore[arg-type]
+        max_depth=max_depth,
+        max_aliases=max_aliases,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        _env_file=None,  # type: ignore[call-arg]
+    )
     limits = Limits(settings)
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=512),

@@ -66,8 +66,9 @@ class ArqQueue:
 
     async def enqueue(self, function: str, *args: Any, job_id: str) -> bool:
         # ARQ refuses a job id that is queued, running or has a kept result: a double enqueue runs once.
+        # Job ids are namespaced by queue so deployments (and test runs) sharing a Redis never clash.
         job = await self.pool.enqueue_job(
-            function, *args, _job_id=job_id, _queue_name=self.queue_name
+            function, *args, _job_id=f"{self.queue_name}:{job_id}", _queue_name=self.queue_name
         )
         return job is not None
 

@@ -76,6 +76,10 @@ class Client(ClientMixin):  # type: ignore[misc]
         return grant_type in self.row.grant_types.split()
 
 
+class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
 class StarletteOAuth2Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, method: str, uri: str, headers: dict[str, str], form: dict[str, str]):
         super().__init__(method=method, uri=uri, headers=headers)
@@ -167,7 +171,7 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         self.verifier = verifier
         self.generator = TokenGenerator(settings, keys)
         self.register_token_generator("default", self.generator)
-        self.register_grant(ClientCredentialsGrant)
+        self.register_grant(ClientCredentials)
         self.register_endpoint(Introspection(self))
         self.register_endpoint(Revocation(self))
         self._current: Exchange | None = None
