@@ -155,9 +155,10 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 class Api:
     """GraphQL and OAuth helpers over the test client."""
 
-    def __init__(self, client: httpx.AsyncClient, db: Database) -> None:
+    def __init__(self, client: httpx.AsyncClient, db: Database, app: Any) -> None:
         self.client = client
         self.db = db
+        self.app = app
         self._tokens: dict[str, str] = {}
 
     async def new_client(self, scopes: str, name: str = "test") -> tuple[str, str]:
@@ -203,8 +204,8 @@ class Api:
 
 
 @pytest_asyncio.fixture
-async def api(client: httpx.AsyncClient, db: Database) -> Api:
-    return Api(client, db)
+async def api(client: httpx.AsyncClient, db: Database, app: Any) -> Api:
+    return Api(client, db, app)
 
 
 def error_codes(body: dict[str, Any]) -> list[str]:

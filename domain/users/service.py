@@ -229,9 +229,10 @@ async def change_tags(
     checked = [v.check(errors, None, ("input", "tags"), v.tag, t) for t in tags]
     if errors:
         raise DomainError(errors)
-    found = list(
+    existing = set(
         await session.scalars(select(Customer.id).where(Customer.id.in_(customer_ids)))  # type: ignore[union-attr]
     )
+    found = list(dict.fromkeys(i for i in customer_ids if i in existing))  # input order, no repeats
     missing = sorted(set(customer_ids) - set(found))
     if missing:
         raise DomainError.one("NOT_FOUND", f"{len(missing)} user(s) not found", "input", "userIds")
