@@ -25,7 +25,9 @@ from graphql import (
     VariableNode,
     get_named_type,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation.rules.max_introspection_depth_rule import MaxIntrospectionDepthRule
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
@@ -143,6 +145,7 @@ class Limits:
         self.rules = (
             depth_rule(settings.max_depth, None, None),
             aliases_rule(settings.max_aliases),
+            MaxIntrospectionDepthRule,
         )
         self.closed_rules = (*self.rules, NoSchemaIntrospectionCustomRule)
         self.cost = QueryCost(settings.max_cost)
@@ -168,13 +171,14 @@ class LimitsExtension(SchemaExtension):
         ctx.validation_rules = ctx.validation_rules + extra
         yield
 
-    def on_validate(self) -> Iterator[None]:
-        yield
+    def on_execute(self) -> Iterator[None]:
+        # Cost depends on variables, so it is checked once validation has passed; setting a result
+        # here makes Strawberry skip execution entirely.
         ctx = self.execution_context
-        if ctx.pre_execution_errors or ctx.graphql_document is None:
-            return
-        error = self.limits.cost.check(
-            ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
-        )
-        if error is not None:
-            ctx.pre_execution_errors = [error]
+        if ctx.graphql_document is not None:
+            error = self.limits.cost.check(
+                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
+            )
+            if error is not None:
+                ctx.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield

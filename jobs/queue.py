@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
 
 from domain.db import Database
 from domain.settings import Settings
@@ -58,9 +58,11 @@ class ArqQueue:
 
     @classmethod
     async def connect(cls, settings: Settings) -> ArqQueue:
+        """A lazily connecting pool: the API starts while Redis is down and /readyz reports it."""
         assert settings.redis_url
-        pool = await create_pool(
-            RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.queue_name
+        pool = ArqRedis(
+            pool_or_conn=ConnectionPool.from_url(settings.redis_url),
+            default_queue_name=settings.queue_name,
         )
         return cls(pool, settings.queue_name)
 
