@@ -15,6 +15,8 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from api.auth.permissions import Forbidden, Unauthenticated
+from api.catalog.mutations import CatalogMutations
+from api.catalog.queries import CatalogQueries
 from api.ids import BadId, decode_id
 from api.limits import Limits
 from api.relay import Node
@@ -83,8 +85,8 @@ class NodeQueries:
         return found  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (NodeQueries, UserQueries, TaskQueries))
-Mutation = merge_types("Mutation", (UserMutations,))
+Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQueries))
+Mutation = merge_types("Mutation", (UserMutations, CatalogMutations))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

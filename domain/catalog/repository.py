@@ -1,0 +1,153 @@
+"""Every query on the catalog: categories, products and their tags."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.catalog.models import Category, Product, ProductTag
+
+PATH_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    category_id: int | None = None
+    brand: str | None = None
+    tag: str | None = None
+    in_stock: bool | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    include_archived: bool = False
+
+
+def in_stock() -> Any:
+    """Untracked stock (NULL) counts as in stock."""
+    return or_(Product.stock.is_(None), Product.stock > 0)  # type: ignore[union-attr, operator]
+
+
+def subtree(category_id: int) -> Select[tuple[int]]:
+    """Ids of a category and all of its descendants (a recursive CTE on ``parent_id``)."""
+    tree = (
+        select(Category.id)
+        .where(Category.id == category_id)
+        .cte(name="category_tree", recursive=True)
+    )
+    tree = tree.union_all(select(Category.id).where(Category.parent_id == tree.c.id))  # type: ignore[arg-type]
+    return select(tree.c.id)
+
+
+def filtered(flt: ProductFilter) -> Select[tuple[Product]]:
+    stmt = select(Product)
+    if not flt.include_archived:
+        stmt = stmt.where(Product.archived_at.is_(None))  # type: ignore[union-attr]
+    if flt.category_id is not None:
+        stmt = stmt.where(Product.category_id.in_(subtree(flt.category_id)))  # type: ignore[union-attr]
+    if flt.brand is not None:
+        stmt = stmt.where(Product.brand == flt.brand)
+    if flt.tag is not None:
+        stmt = stmt.where(
+            exists().where(ProductTag.product_id == Product.id, ProductTag.tag == flt.tag)
+        )
+    if flt.in_stock is True:
+        stmt = stmt.where(in_stock())
+    elif flt.in_stock is False:
+        stmt = stmt.where(~in_stock())
+    if flt.min_price is not None:
+        stmt = stmt.where(Product.price >= flt.min_price)
+    if flt.max_price is not None:
+        stmt = stmt.where(Product.price <= flt.max_price)
+    return stmt
+
+
+async def page(
+    session: AsyncSession, flt: ProductFilter, *, first: int, after: int | None
+) -> list[Product]:
+    """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
+    stmt = filtered(flt)
+    if after is not None:
+        stmt = stmt.where(Product.id > after)  # type: ignore[operator]
+    stmt = stmt.order_by(Product.id).limit(first + 1)  # type: ignore[arg-type]
+    return list(await session.scalars(stmt))
+
+
+async def count(session: AsyncSession, flt: ProductFilter) -> int:
+    sub = filtered(flt).with_only_columns(Product.id).subquery()  # type: ignore[arg-type]
+    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Product]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Product).where(Product.id.in_(ids)))  # type: ignore[union-attr]
+    return {row.id: row for row in rows if row.id is not None}
+
+
+async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Product]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Product).where(Product.external_id.in_(ids)))  # type: ignore[attr-defined]
+    return {row.external_id: row for row in rows}
+
+
+async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = defaultdict(list)
+    if not ids:
+        return result
+    rows = await session.execute(
+        select(ProductTag.product_id, ProductTag.tag).where(ProductTag.product_id.in_(ids))  # type: ignore[attr-defined]
+    )
+    for product_id, tag in rows:
+        result[product_id].append(tag)
+    for tags in result.values():
+        tags.sort()  # in Python: the same order whatever the database collation
+    return result
+
+
+def _by_path(session: AsyncSession) -> Any:
+    # Byte order keeps every category right before its sub-categories; PostgreSQL's default
+    # collation may ignore spaces and punctuation, so ask for "C" there.
+    if session.get_bind().dialect.name == "postgresql":
+        return Category.path.collate("C")  # type: ignore[attr-defined]
+    return Category.path
+
+
+async def categories(session: AsyncSession) -> list[Category]:
+    """Every category, ordered by path (each one before its sub-categories)."""
+    return list(await session.scalars(select(Category).order_by(_by_path(session))))
+
+
+async def categories_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Category]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Category).where(Category.id.in_(ids)))  # type: ignore[union-attr]
+    return {row.id: row for row in rows if row.id is not None}
+
+
+async def categories_by_paths(session: AsyncSession, paths: Sequence[str]) -> dict[str, Category]:
+    if not paths:
+        return {}
+    rows = await session.scalars(select(Category).where(Category.path.in_(paths)))  # type: ignore[attr-defined]
+    return {row.path: row for row in rows}
+
+
+async def children_of(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[Category]]:
+    """Direct sub-categories of each parent id, ordered by path."""
+    result: dict[int, list[Category]] = defaultdict(list)
+    if not ids:
+        return result
+    rows = await session.scalars(
+        select(Category)
+        .where(Category.parent_id.in_(ids))  # type: ignore[attr-defined]
+        .order_by(_by_path(session))
+    )
+    for row in rows:
+        if row.parent_id is not None:
+            result[row.parent_id].append(row)
+    return result
