@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.auth.models import OAuthClient, RevokedToken
 from domain.auth.scopes import CLIENT_SCOPES, parse_scopes
@@ -80,7 +81,7 @@ async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | Non
 
 
 async def list_clients(session: AsyncSession) -> list[OAuthClient]:
-    rows = await session.scalars(select(OAuthClient).order_by(OAuthClient.created_at))
+    rows = await session.scalars(select(OAuthClient).order_by(col(OAuthClient.created_at)))
     return list(rows)
 
 
@@ -108,15 +109,19 @@ async def revoke_token(
 async def revocation_state(session: AsyncSession) -> tuple[set[str], set[str]]:
     """Unexpired revoked token ids and disabled client ids."""
     now = utcnow()
-    jtis = await session.scalars(select(RevokedToken.jti).where(RevokedToken.expires_at > now))
+    jtis = await session.scalars(
+        select(col(RevokedToken.jti)).where(col(RevokedToken.expires_at) > now)
+    )
     disabled = await session.scalars(
-        select(OAuthClient.id).where(OAuthClient.disabled_at.is_not(None))  # type: ignore[union-attr]
+        select(col(OAuthClient.id)).where(col(OAuthClient.disabled_at).is_not(None))
     )
     return set(jtis), set(disabled)
 
 
 async def purge_expired_revocations(session: AsyncSession) -> int:
-    result = await session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
+    result = await session.execute(
+        delete(RevokedToken).where(col(RevokedToken.expires_at) <= utcnow())
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

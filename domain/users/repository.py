@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, exists, func, select
+from sqlmodel import col
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.users.models import Customer, CustomerTag
@@ -22,20 +23,22 @@ class UserFilter:
     created_before: datetime | None = None
 
 
-def filtered(flt: UserFilter) -> Select[tuple[Customer]]:
+def filtered(flt: UserFilter) -> Select[Customer]:
     stmt = select(Customer)
     if flt.email_hash is not None:
-        stmt = stmt.where(Customer.email_hash == flt.email_hash)
+        stmt = stmt.where(col(Customer.email_hash) == flt.email_hash)
     if flt.country is not None:
-        stmt = stmt.where(Customer.country == flt.country)
+        stmt = stmt.where(col(Customer.country) == flt.country)
     if flt.tag is not None:
         stmt = stmt.where(
-            exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag == flt.tag)
+            exists().where(
+                col(CustomerTag.customer_id) == col(Customer.id), col(CustomerTag.tag) == flt.tag
+            )
         )
     if flt.created_after is not None:
-        stmt = stmt.where(Customer.created_at >= flt.created_after)
+        stmt = stmt.where(col(Customer.created_at) >= flt.created_after)
     if flt.created_before is not None:
-        stmt = stmt.where(Customer.created_at < flt.created_before)
+        stmt = stmt.where(col(Customer.created_at) < flt.created_before)
     return stmt
 
 
@@ -45,13 +48,13 @@ async def page(
     """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
     stmt = filtered(flt)
     if after is not None:
-        stmt = stmt.where(Customer.id > after)  # type: ignore[operator]
-    stmt = stmt.order_by(Customer.id).limit(first + 1)  # type: ignore[arg-type]
+        stmt = stmt.where(col(Customer.id) > after)
+    stmt = stmt.order_by(col(Customer.id)).limit(first + 1)
     return list(await session.scalars(stmt))
 
 
 async def count(session: AsyncSession, flt: UserFilter) -> int:
-    sub = filtered(flt).with_only_columns(Customer.id).subquery()  # type: ignore[arg-type]
+    sub = filtered(flt).with_only_columns(col(Customer.id)).subquery()
     return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
 
 
@@ -74,9 +77,9 @@ async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[
     if not ids:
         return result
     rows = await session.execute(
-        select(CustomerTag.customer_id, CustomerTag.tag)
-        .where(CustomerTag.customer_id.in_(ids))  # type: ignore[attr-defined]
-        .order_by(CustomerTag.customer_id, CustomerTag.tag)
+        select(col(CustomerTag.customer_id), col(CustomerTag.tag))
+        .where(col(CustomerTag.customer_id).in_(ids))
+        .order_by(col(CustomerTag.customer_id), col(CustomerTag.tag))
     )
     for customer_id, tag in rows:
         result[customer_id].append(tag)

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain import validation as v
 from domain.columns import utcnow
@@ -165,12 +166,14 @@ async def upsert_users(
     rows: list[dict[str, Any]] = []
     for values, _ in cleaned:
         current = existing.get(values["external_id"])
+        row: dict[str, Any]
         if current is None:
             row = {c: None for c in columns}
-            row.update(attributes={}, created_at=now)
+            row.update({"attributes": {}, "created_at": now})
         else:
             row = {c: getattr(current, c) for c in columns}
-        row.update(values, updated_at=now)
+        row.update(values)
+        row["updated_at"] = now
         rows.append(row)
     insert = _insert(session)
     stmt = insert(Customer).values(rows)
@@ -183,7 +186,7 @@ async def upsert_users(
     tagged = [(ids[vals["external_id"]], tags) for vals, tags in cleaned if tags is not None]
     if tagged:
         await session.execute(
-            delete(CustomerTag).where(CustomerTag.customer_id.in_([pk for pk, _ in tagged]))  # type: ignore[attr-defined]
+            delete(CustomerTag).where(col(CustomerTag.customer_id).in_([pk for pk, _ in tagged]))
         )
         tag_rows = [{"customer_id": pk, "tag": t} for pk, tags in tagged for t in tags]
         if tag_rows:
@@ -208,7 +211,9 @@ async def update_user(
         setattr(customer, name, value)
     customer.updated_at = utcnow()
     if tags is not None:
-        await session.execute(delete(CustomerTag).where(CustomerTag.customer_id == customer_id))  # type: ignore[arg-type]
+        await session.execute(
+            delete(CustomerTag).where(col(CustomerTag.customer_id) == customer_id)
+        )
         for t in tags:
             session.add(CustomerTag(customer_id=customer_id, tag=t))
     await session.flush()
@@ -230,7 +235,7 @@ async def change_tags(
     if errors:
         raise DomainError(errors)
     existing = set(
-        await session.scalars(select(Customer.id).where(Customer.id.in_(customer_ids)))  # type: ignore[union-attr]
+        await session.scalars(select(col(Customer.id)).where(col(Customer.id).in_(customer_ids)))
     )
     found = list(dict.fromkeys(i for i in customer_ids if i in existing))  # input order, no repeats
     missing = sorted(set(customer_ids) - set(found))
@@ -244,11 +249,11 @@ async def change_tags(
     else:
         await session.execute(
             delete(CustomerTag).where(
-                CustomerTag.customer_id.in_(found),  # type: ignore[attr-defined]
-                CustomerTag.tag.in_(unique_tags),  # type: ignore[attr-defined]
+                col(CustomerTag.customer_id).in_(found),
+                col(CustomerTag.tag).in_(unique_tags),
             )
         )
     await session.execute(
-        update(Customer).where(Customer.id.in_(found)).values(updated_at=utcnow())  # type: ignore[union-attr]
+        update(Customer).where(col(Customer.id).in_(found)).values(updated_at=utcnow())
     )
     return found
