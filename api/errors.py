@@ -12,7 +12,7 @@ from domain.errors import DomainError, FieldError
 
 def error_type(name: str, codes: list[str], description: str) -> tuple[type, type[Enum]]:
     """Make ``<Name>Error`` with a ``<Name>ErrorCode`` enum of ``codes``."""
-    code_enum = strawberry.enum(Enum(f"{name}ErrorCode", {c: c for c in codes}))  # type: ignore[misc]
+    code_enum: type[Enum] = strawberry.enum(Enum(f"{name}ErrorCode", {c: c for c in codes}))  # type: ignore[call-overload]
 
     cls = type(
         f"{name}Error",

@@ -144,14 +144,11 @@ class UserMutations:
     async def update_user(self, info: Info, input: UpdateUserInput) -> UpdateUserPayload:
         try:
             target = await find_user(info, input.id, input.external_id)
-            if target is None:
+            if target is None or target.id is None:
                 raise DomainError.one("NOT_FOUND", "no such user", "input", "id")
             fields = provided(input, skip=("id", "external_id"))
             row = await service.update_user(
-                info.context.session,
-                info.context.services.keys,
-                target.id,
-                fields,  # type: ignore[arg-type]
+                info.context.session, info.context.services.keys, target.id, fields
             )
         except DomainError as exc:
             return UpdateUserPayload(
