@@ -33,7 +33,7 @@ class Category(Node):
     path: str = strawberry.field(description='Full path, e.g. "Shoes > Running".')
     depth: int = strawberry.field(description="0 for a top-level category.")
 
-    @strawberry.field(description="Opaque global id.")
+    @strawberry.field(description="Opaque global id.")  # type: ignore[misc]  # Node.id, resolved
     @staticmethod
     def id(root: CategoryRow) -> strawberry.ID:
         return strawberry.ID(encode_id("Category", root.id))  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ class Product(Node):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field(description="Opaque global id.")
+    @strawberry.field(description="Opaque global id.")  # type: ignore[misc]  # Node.id, resolved
     @staticmethod
     def id(root: ProductRow) -> strawberry.ID:
         return strawberry.ID(encode_id("Product", root.id))  # type: ignore[arg-type]

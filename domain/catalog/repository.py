@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.catalog.models import Category, Product, ProductTag
 
@@ -29,40 +30,42 @@ class ProductFilter:
 
 def in_stock() -> Any:
     """Untracked stock (NULL) counts as in stock."""
-    return or_(Product.stock.is_(None), Product.stock > 0)  # type: ignore[union-attr, operator]
+    return or_(col(Product.stock).is_(None), col(Product.stock) > 0)
 
 
 def subtree(category_id: int) -> Select[tuple[int]]:
     """Ids of a category and all of its descendants (a recursive CTE on ``parent_id``)."""
     tree = (
-        select(Category.id)
-        .where(Category.id == category_id)
+        select(col(Category.id))
+        .where(col(Category.id) == category_id)
         .cte(name="category_tree", recursive=True)
     )
-    tree = tree.union_all(select(Category.id).where(Category.parent_id == tree.c.id))  # type: ignore[arg-type]
+    tree = tree.union_all(select(col(Category.id)).where(col(Category.parent_id) == tree.c.id))
     return select(tree.c.id)
 
 
-def filtered(flt: ProductFilter) -> Select[tuple[Product]]:
+def filtered(flt: ProductFilter) -> Select[Product]:
     stmt = select(Product)
     if not flt.include_archived:
-        stmt = stmt.where(Product.archived_at.is_(None))  # type: ignore[union-attr]
+        stmt = stmt.where(col(Product.archived_at).is_(None))
     if flt.category_id is not None:
-        stmt = stmt.where(Product.category_id.in_(subtree(flt.category_id)))  # type: ignore[union-attr]
+        stmt = stmt.where(col(Product.category_id).in_(subtree(flt.category_id)))
     if flt.brand is not None:
-        stmt = stmt.where(Product.brand == flt.brand)
+        stmt = stmt.where(col(Product.brand) == flt.brand)
     if flt.tag is not None:
         stmt = stmt.where(
-            exists().where(ProductTag.product_id == Product.id, ProductTag.tag == flt.tag)
+            exists().where(
+                col(ProductTag.product_id) == col(Product.id), col(ProductTag.tag) == flt.tag
+            )
         )
     if flt.in_stock is True:
         stmt = stmt.where(in_stock())
     elif flt.in_stock is False:
         stmt = stmt.where(~in_stock())
     if flt.min_price is not None:
-        stmt = stmt.where(Product.price >= flt.min_price)
+        stmt = stmt.where(col(Product.price) >= flt.min_price)
     if flt.max_price is not None:
-        stmt = stmt.where(Product.price <= flt.max_price)
+        stmt = stmt.where(col(Product.price) <= flt.max_price)
     return stmt
 
 
@@ -72,27 +75,27 @@ async def page(
     """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
     stmt = filtered(flt)
     if after is not None:
-        stmt = stmt.where(Product.id > after)  # type: ignore[operator]
-    stmt = stmt.order_by(Product.id).limit(first + 1)  # type: ignore[arg-type]
+        stmt = stmt.where(col(Product.id) > after)
+    stmt = stmt.order_by(col(Product.id)).limit(first + 1)
     return list(await session.scalars(stmt))
 
 
 async def count(session: AsyncSession, flt: ProductFilter) -> int:
-    sub = filtered(flt).with_only_columns(Product.id).subquery()  # type: ignore[arg-type]
+    sub = filtered(flt).with_only_columns(col(Product.id)).subquery()
     return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Product]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Product).where(Product.id.in_(ids)))  # type: ignore[union-attr]
+    rows = await session.scalars(select(Product).where(col(Product.id).in_(ids)))
     return {row.id: row for row in rows if row.id is not None}
 
 
 async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Product]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Product).where(Product.external_id.in_(ids)))  # type: ignore[attr-defined]
+    rows = await session.scalars(select(Product).where(col(Product.external_id).in_(ids)))
     return {row.external_id: row for row in rows}
 
 
@@ -101,7 +104,9 @@ async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[
     if not ids:
         return result
     rows = await session.execute(
-        select(ProductTag.product_id, ProductTag.tag).where(ProductTag.product_id.in_(ids))  # type: ignore[attr-defined]
+        select(col(ProductTag.product_id), col(ProductTag.tag)).where(
+            col(ProductTag.product_id).in_(ids)
+        )
     )
     for product_id, tag in rows:
         result[product_id].append(tag)
@@ -114,8 +119,8 @@ def _by_path(session: AsyncSession) -> Any:
     # Byte order keeps every category right before its sub-categories; PostgreSQL's default
     # collation may ignore spaces and punctuation, so ask for "C" there.
     if session.get_bind().dialect.name == "postgresql":
-        return Category.path.collate("C")  # type: ignore[attr-defined]
-    return Category.path
+        return col(Category.path).collate("C")
+    return col(Category.path)
 
 
 async def categories(session: AsyncSession) -> list[Category]:
@@ -126,14 +131,14 @@ async def categories(session: AsyncSession) -> list[Category]:
 async def categories_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Category]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Category).where(Category.id.in_(ids)))  # type: ignore[union-attr]
+    rows = await session.scalars(select(Category).where(col(Category.id).in_(ids)))
     return {row.id: row for row in rows if row.id is not None}
 
 
 async def categories_by_paths(session: AsyncSession, paths: Sequence[str]) -> dict[str, Category]:
     if not paths:
         return {}
-    rows = await session.scalars(select(Category).where(Category.path.in_(paths)))  # type: ignore[attr-defined]
+    rows = await session.scalars(select(Category).where(col(Category.path).in_(paths)))
     return {row.path: row for row in rows}
 
 
@@ -143,9 +148,7 @@ async def children_of(session: AsyncSession, ids: Sequence[int]) -> dict[int, li
     if not ids:
         return result
     rows = await session.scalars(
-        select(Category)
-        .where(Category.parent_id.in_(ids))  # type: ignore[attr-defined]
-        .order_by(_by_path(session))
+        select(Category).where(col(Category.parent_id).in_(ids)).order_by(_by_path(session))
     )
     for row in rows:
         if row.parent_id is not None:

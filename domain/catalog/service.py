@@ -248,9 +248,10 @@ async def upsert_products(
     rows: list[dict[str, Any]] = []
     for _, values, _ in cleaned:
         current = existing.get(values["external_id"])
+        row: dict[str, Any]
         if current is None:
             row = {c: None for c in columns}
-            row.update(description="", attributes={}, active=True, created_at=now)
+            row.update({"description": "", "attributes": {}, "active": True, "created_at": now})
         else:
             row = {c: getattr(current, c) for c in columns}
         names = values.pop("category_path", None)
@@ -258,7 +259,8 @@ async def upsert_products(
             row["category_id"] = (
                 category_ids[repository.PATH_SEPARATOR.join(names)] if names else None
             )
-        row.update(values, updated_at=now)
+        row.update(values)
+        row["updated_at"] = now
         rows.append(row)
     insert = _insert(session)
     stmt = insert(Product).values(rows)
