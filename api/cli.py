@@ -314,7 +314,7 @@ def demo_load(
 
 
 def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:
-    from domain.imports.service import ImportError_, create_import, run_import
+    from domain.imports.service import ImportError_, create_import, import_job_id, run_import
     from domain.tasks.models import TaskRun
     from jobs.queue import ArqQueue
 
@@ -326,6 +326,9 @@ def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:
             async with db.unit_of_work() as session:
                 task = await create_import(session, kind=kind, path=path, fmt=fmt)
             task_id = task.id
+            if task.status == "done":
+                err.print(f"{path} was imported before (task {task_id}); nothing to do")
+                return dict(task.result)
             with _progress() as progress:
                 bar = progress.add_task(f"import {kind}", total=task.total)
 
@@ -336,10 +339,10 @@ def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:
                     return await run_import(db, task_id, progress=report)
                 queue = await ArqQueue.connect(settings)
                 try:
-                    await queue.enqueue("import_file", task_id, job_id=task_id)
+                    fresh = await queue.enqueue("import_file", task_id, job_id=import_job_id(task))
                 finally:
                     await queue.close()
-                err.print(f"queued task {task_id}")
+                err.print(f"{'queued' if fresh else 'already queued:'} task {task_id}")
                 if not wait:
                     return None
                 while True:

@@ -1,28 +1,557 @@
-"""Imports of users and products from CSV or JSON Lines (filled in by the import work)."""
+"""Imports of users and products from CSV or JSON Lines, run as idempotent background tasks.
+
+A task's id comes from the file's bytes, so importing the same file twice is one task. Rows are
+validated one by one and upserted in batches through the users and catalog services, each batch in its
+own unit of work. The services are all-or-nothing per batch, so a rejected batch is sent again without
+its invalid rows: every valid row lands and every invalid row is reported with its line number.
+
+Formats: a CSV file has a header row naming its columns (``external_id`` or ``externalId``); an empty
+cell means "not given". A JSON Lines file has one object per line with the same keys; a key that is
+absent means "not given" and ``null`` clears the field.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import hashlib
+import io
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import orjson
+from sqlalchemy import update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.columns import utcnow
 from domain.db import Database
+from domain.errors import DomainError, FieldError
 from domain.tasks.models import TaskRun
+
+KINDS = ("users", "products")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+BATCH = 100
+MAX_ERRORS = 1000
+MAX_LINE_BYTES = 1_000_000
+
+USER_COLUMNS = (
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "locale",
+    "timezone",
+    "country",
+    "region",
+    "gender",
+    "birth_date",
+    "occupation",
+    "tags",
+    "attributes",
+)
+PRODUCT_COLUMNS = (
+    "external_id",
+    "title",
+    "description",
+    "category_path",
+    "brand",
+    "tags",
+    "price",
+    "currency",
+    "stock",
+    "active",
+    "attributes",
+)
+COLUMNS = {"users": USER_COLUMNS, "products": PRODUCT_COLUMNS}
+TRUE = {"true", "1", "yes", "y", "t"}
+FALSE = {"false", "0", "no", "n", "f"}
 
 
 class ImportError_(Exception):
-    pass
+    """The import cannot start or the whole file cannot be read (single rows are rejected instead)."""
+
+
+class RowError(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def snake(name: str) -> str:
+    """``externalId`` and ``external_id`` name the same column."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip()).lower()
+
+
+def import_job_id(task: TaskRun) -> str:
+    """The queue job id for a task: a new one per attempt, since ARQ remembers finished job ids."""
+    attempt = int(task.params.get("attempt", 1))
+    return task.id if attempt == 1 else f"{task.id}-attempt{attempt}"
+
+
+def _format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt == "ndjson":
+            fmt = "jsonl"
+        if fmt not in ("csv", "jsonl"):
+            raise ImportError_(f"unknown format {fmt!r}: use csv or jsonl")
+        return fmt
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise ImportError_(
+            f"cannot tell the format of {path.name!r} from its extension "
+            "(.csv, .jsonl or .ndjson); pass --format csv or --format jsonl"
+        )
+    return found
+
+
+def _scan(path: Path) -> tuple[str, int]:
+    """The file's sha256 and its number of non-blank lines, in one streaming pass."""
+    digest = hashlib.sha256()
+    lines = 0
+    pending = False  # bytes seen since the last newline that are not whitespace
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            parts = chunk.split(b"\n")
+            for part in parts[:-1]:
+                if pending or part.strip():
+                    lines += 1
+                pending = False
+            if parts[-1].strip():
+                pending = True
+    if pending:
+        lines += 1
+    return digest.hexdigest(), lines
+
+
+def _open_checked(path: Path) -> Path:
+    path = path.expanduser()
+    if not path.exists():
+        raise ImportError_(f"file not found: {path}")
+    if not path.is_file():
+        raise ImportError_(f"not a file: {path}")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return path.resolve()
 
 
 async def create_import(
     session: AsyncSession, *, kind: str, path: Path, fmt: str | None
 ) -> TaskRun:
-    raise NotImplementedError
+    """Record an import task for a file; the same file (by content) is always the same task."""
+    if kind not in KINDS:
+        raise ImportError_(f"unknown import kind {kind!r}: use users or products")
+    path = _open_checked(Path(path))
+    fmt = _format(path, fmt)
+    try:
+        digest, lines = _scan(path)
+    except OSError as exc:
+        raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+    total = max(lines - 1, 0) if fmt == "csv" else lines
+    task_id = f"import-{kind}-{digest[:16]}"
+    params = {"kind": kind, "path": str(path), "format": fmt, "sha256": digest}
+
+    task = await session.get(TaskRun, task_id)
+    if task is None:
+        task = TaskRun(
+            id=task_id, kind=f"import_{kind}", status="queued", params=params, total=total
+        )
+        session.add(task)
+    elif task.status == "failed":
+        attempt = int(task.params.get("attempt", 1)) + 1
+        task.params = {**params, "attempt": attempt}
+        task.status = "queued"
+        task.total = total
+        task.done = 0
+        task.result = {}
+        task.error = None
+        task.started_at = task.finished_at = None
+    elif task.status == "queued" and task.params.get("path") != str(path):
+        # Same bytes under another name: read from the path that exists now.
+        task.params = {**task.params, "path": str(path), "format": fmt}
+    await session.flush()
+    return task
+
+
+# ---- reading rows -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    line: int
+    item: dict[str, Any] | None = None
+    errors: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def _split(value: str, sep: str) -> list[str]:
+    return [part.strip() for part in value.split(sep) if part.strip()]
+
+
+def _string(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if name == "external_id" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise RowError(f"{name} must be a string", name)
+
+
+def _list(name: str, value: Any, sep: str) -> list[str]:
+    if isinstance(value, str):
+        return _split(value, sep)
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return [x.strip() for x in value if x.strip()]
+    raise RowError(f"{name} must be a list of strings or a {sep.strip()!r}-separated string", name)
+
+
+def _date(name: str, value: Any) -> date:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise RowError(f"{name} must be a date like 1990-04-25, got {value!r}", name)
+
+
+def _object(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RowError(f"{name} is not valid JSON: {exc}", name) from exc
+    if not isinstance(value, dict):
+        raise RowError(f"{name} must be a JSON object", name)
+    return value
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,12}\s*", value):
+        return int(value)
+    raise RowError(f"{name} must be a whole number, got {value!r}", name)
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    raise RowError(f"{name} must be true or false, got {value!r}", name)
+
+
+def _price(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise RowError(f"{name} must be a decimal amount like 19.99", name)
+
+
+CONVERT: dict[str, Callable[[str, Any], Any]] = {
+    "birth_date": _date,
+    "attributes": _object,
+    "tags": lambda n, v: _list(n, v, "|"),
+    "category_path": lambda n, v: _list(n, v, " > "),
+    "stock": _integer,
+    "active": _boolean,
+    "price": _price,
+}
+
+
+def _item(kind: str, raw: Mapping[str, Any], row: Row) -> None:
+    """Turn raw values (CSV text or JSON values) into service input, collecting errors on ``row``."""
+    allowed = COLUMNS[kind]
+    item: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = snake(key)
+        if name not in allowed:
+            row.errors.append((f"unknown field {key!r}", key))
+            continue
+        if value is None:
+            item[name] = None
+            continue
+        try:
+            item[name] = CONVERT.get(name, _string)(name, value)
+        except RowError as exc:
+            row.errors.append((str(exc), exc.field))
+    if not row.errors:
+        row.item = item
+
+
+def _csv_rows(kind: str, fh: io.TextIOBase) -> Iterator[Row]:
+    reader = csv.reader(fh)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportError_("the file is empty: a CSV import needs a header row") from None
+    except csv.Error as exc:
+        raise ImportError_(f"cannot read the CSV header: {exc}") from exc
+    names = [snake(h).lstrip("\ufeff") for h in header]
+    allowed = COLUMNS[kind]
+    unknown = [h for h, n in zip(header, names, strict=True) if n not in allowed]
+    if unknown:
+        raise ImportError_(
+            f"unknown column(s) {', '.join(map(repr, unknown))} in the header; "
+            f"{kind} columns are: {', '.join(allowed)}"
+        )
+    if len(set(names)) != len(names):
+        raise ImportError_("the header names a column twice")
+    if "external_id" not in names:
+        raise ImportError_("the header has no external_id column")
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if reader.line_num < start:
+                raise ImportError_(f"line {start}: cannot read the CSV: {exc}") from exc
+            yield Row(start, errors=[(f"malformed CSV: {exc}", None)])
+            continue
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue
+        row = Row(start)
+        if len(cells) != len(names):
+            row.errors.append((f"expected {len(names)} columns, found {len(cells)}", None))
+        elif any(_undecodable(c) for c in cells):
+            row.errors.append(("the line is not valid UTF-8", None))
+        else:
+            _item(kind, {n: c for n, c in zip(names, cells, strict=True) if c.strip()}, row)
+        yield row
+
+
+def _undecodable(text: str) -> bool:
+    # Bytes that are not UTF-8 arrive as lone surrogates (errors="surrogateescape").
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _jsonl_rows(kind: str, fh: io.BufferedReader) -> Iterator[Row]:
+    number = 0
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield Row(number, errors=[(f"line is longer than {MAX_LINE_BYTES} bytes", None)])
+            continue
+        if not line.strip():
+            continue
+        row = Row(number)
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            row.errors.append((f"invalid JSON: {exc}", None))
+        else:
+            if isinstance(value, dict):
+                _item(kind, value, row)
+            else:
+                row.errors.append(("each line must be a JSON object", None))
+        yield row
+
+
+# ---- running ------------------------------------------------------------------------------------
+
+
+Upsert = Callable[[AsyncSession, Sequence[Mapping[str, Any]]], Awaitable[Any]]
+
+
+def _upsert_for(kind: str, db: Database) -> Upsert:
+    if kind == "users":
+        from domain.keys import build_keys
+        from domain.users.service import upsert_users
+
+        keys = build_keys(db.settings)
+
+        async def users(session: AsyncSession, items: Sequence[Mapping[str, Any]]) -> Any:
+            return await upsert_users(session, keys, items)
+
+        return users
+    from domain.catalog.service import upsert_products
+
+    return upsert_products
+
+
+@dataclass
+class _Run:
+    task_id: str
+    kind: str
+    db: Database
+    upsert: Upsert | None = None
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, line: int, problems: Sequence[tuple[str, str | None]]) -> None:
+        self.rejected += 1
+        for message, name in problems or [("rejected", None)]:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append({"line": line, "message": message, "field": name})
+
+    async def flush(self, batch: list[Row]) -> None:
+        pending = batch
+        assert self.upsert is not None
+        while pending:
+            try:
+                async with self.db.unit_of_work() as session:
+                    await self.upsert(session, [r.item or {} for r in pending])
+            except DomainError as exc:
+                by_index: dict[int, list[FieldError]] = defaultdict(list)
+                for error in exc.errors:
+                    if error.index is not None and 0 <= error.index < len(pending):
+                        by_index[error.index].append(error)
+                if not by_index:  # a batch-level refusal: no row can be told apart
+                    problems = [(e.message, _field(e)) for e in exc.errors]
+                    for r in pending:
+                        self.reject(r.line, problems)
+                    return
+                for index in sorted(by_index):
+                    self.reject(
+                        pending[index].line, [(e.message, _field(e)) for e in by_index[index]]
+                    )
+                pending = [r for i, r in enumerate(pending) if i not in by_index]
+                continue
+            except (IntegrityError, DataError) as exc:
+                # The database refused something the service let through: find the row by halving.
+                if len(pending) == 1:
+                    reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+                    self.reject(
+                        pending[0].line, [(f"the database refused the row: {reason}", None)]
+                    )
+                    return
+                middle = len(pending) // 2
+                await self.flush(pending[:middle])
+                await self.flush(pending[middle:])
+                return
+            self.accepted += len(pending)
+            return
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "errors": sorted(self.errors, key=lambda e: int(e["line"])),
+        }
+
+
+def _field(error: FieldError) -> str | None:
+    return snake(error.field[-1]) if error.field else None
+
+
+async def _set(db: Database, task_id: str, **values: Any) -> None:
+    async with db.unit_of_work() as session:
+        await session.execute(update(TaskRun).where(TaskRun.id == task_id).values(**values))  # type: ignore[arg-type]
 
 
 async def run_import(
     db: Database, task_id: str, progress: Callable[[int, int | None], None] | None = None
 ) -> dict[str, Any]:
-    raise NotImplementedError
+    """Run (or re-run after a crash) an import task; a finished task returns its stored result."""
+    async with db.unit_of_work() as session:
+        task = await session.get(TaskRun, task_id)
+        if task is None:
+            raise ImportError_(f"no import task {task_id!r}")
+        if task.status == "done":
+            return dict(task.result)
+        task.status = "running"
+        task.started_at = utcnow()
+        task.finished_at = None
+        task.done = 0
+        task.error = None
+        params = dict(task.params)
+        total = task.total
+    kind, path, fmt = params["kind"], Path(params["path"]), params["format"]
+    run = _Run(task_id, kind, db)
+    try:
+        run.upsert = _upsert_for(kind, db)
+        await _read_all(run, path, fmt, params.get("sha256"), total, progress)
+    except ImportError_ as exc:
+        await _set(db, task_id, status="failed", error=str(exc), finished_at=utcnow())
+        raise
+    except Exception as exc:
+        await _set(
+            db, task_id, status="failed", error=f"unexpected error: {exc!r}", finished_at=utcnow()
+        )
+        raise
+    result = run.result()
+    await _set(
+        db,
+        task_id,
+        status="done",
+        result=result,
+        done=run.rows,
+        total=run.rows,
+        finished_at=utcnow(),
+    )
+    if progress is not None:
+        progress(run.rows, run.rows)
+    return result
+
+
+async def _read_all(
+    run: _Run,
+    path: Path,
+    fmt: str,
+    sha256: str | None,
+    total: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> None:
+    try:
+        if sha256 is not None and _scan(path)[0] != sha256:
+            raise ImportError_(f"{path} changed since the import was created; import it again")
+        if fmt == "csv":
+            fh: Any = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+            rows = _csv_rows(run.kind, fh)
+        else:
+            fh = path.open("rb")
+            rows = _jsonl_rows(run.kind, fh)
+    except OSError as exc:
+        raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+    batch: list[Row] = []
+    in_batch: set[str] = set()
+
+    async def flush() -> None:
+        await run.flush(batch)
+        batch.clear()
+        in_batch.clear()
+        await _set(run.db, run.task_id, done=run.rows)
+        if progress is not None:
+            progress(run.rows, total)
+
+    with fh:
+        try:
+            for row in rows:
+                run.rows += 1
+                if row.item is None:
+                    run.reject(row.line, row.errors)
+                    continue
+                ext = row.item.get("external_id")
+                if isinstance(ext, str) and ext in in_batch:
+                    # A later row for the same id wins, as if the rows were applied one by one.
+                    await flush()
+                batch.append(row)
+                if isinstance(ext, str):
+                    in_batch.add(ext)
+                if len(batch) >= BATCH:
+                    await flush()
+        except OSError as exc:
+            raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if batch:
+            await flush()
