@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from domain.settings import ConfigurationError, Settings
-from tests.conftest import Api, count_rows, error_codes
+from tests.conftest import Api, count_rows
 
 W = "users:write users:read"
 UPSERT_ONE = 'upsertUsers(input: {users: [{externalId: "x-%d"}]}) { errors { code } }'
@@ -47,7 +47,11 @@ async def test_malformed_and_oversized_bodies(api: Api) -> None:
     assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit still holds
-        yield b'{"query": "mutation { ' + (UPSERT_ONE % 2).encode().replace(b'"', b'\\"') + b' }", "pad": "'
+        yield (
+            b'{"query": "mutation { '
+            + (UPSERT_ONE % 2).encode().replace(b'"', b'\\"')
+            + b' }", "pad": "'
+        )
         for _ in range(120):
             yield b"y" * 10_000
         yield b'"}'
@@ -62,7 +66,10 @@ async def test_batched_operations_are_refused(api: Api) -> None:
     token = await api.token(W)
     response = await api.client.post(
         "/graphql",
-        json=[{"query": "mutation { %s }" % (UPSERT_ONE % 1)}, {"query": "{ users { totalCount } }"}],
+        json=[
+            {"query": "mutation { %s }" % (UPSERT_ONE % 1)},
+            {"query": "{ users { totalCount } }"},
+        ],
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 400
@@ -70,12 +77,12 @@ async def test_batched_operations_are_refused(api: Api) -> None:
 
 
 async def test_too_many_aliases(api: Api) -> None:
-    doc = "mutation { %s }" % " ".join(f"a{i}: " + UPSERT_ONE % i for i in range(300))
+    doc = "mutation {{ {} }}".format(" ".join(f"a{i}: " + UPSERT_ONE % i for i in range(300)))
     body = await api.gql(doc, scopes=W)
     assert body["data"] is None
     assert body["errors"]  # refused before execution (by the token or the alias limit)
     assert await count_rows(api.db, "customer") == 0
-    cheap = "{ %s }" % " ".join(f"a{i}: __typename" for i in range(300))
+    cheap = "{{ {} }}".format(" ".join(f"a{i}: __typename" for i in range(300)))
     body = await api.gql(cheap, scopes=W)
     assert body["data"] is None
     assert "aliases" in body["errors"][0]["message"]
@@ -83,7 +90,7 @@ async def test_too_many_aliases(api: Api) -> None:
 
 
 async def test_too_many_tokens(api: Api) -> None:
-    doc = "{ users { nodes { %s } } }" % " ".join(["id"] * 8000)
+    doc = "{{ users {{ nodes {{ {} }} }} }}".format(" ".join(["id"] * 8000))
     body = await api.gql(doc, scopes="users:read")
     assert body["data"] is None
     assert "token" in body["errors"][0]["message"].lower()
@@ -98,11 +105,19 @@ async def test_too_deep(api: Api, settings: Settings) -> None:
     token = await api.token("users:read")
     async with serve(settings, max_depth=2) as c:
         deep = "{ users { edges { node { id } } } }"
-        body = (await c.post("/graphql", json={"query": deep}, headers={"Authorization": f"Bearer {token}"})).json()
+        body = (
+            await c.post(
+                "/graphql", json={"query": deep}, headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
         assert body["data"] is None
         assert "exceeds maximum operation depth" in body["errors"][0]["message"]
         shallow = "{ users { nodes { id } } }"
-        body = (await c.post("/graphql", json={"query": shallow}, headers={"Authorization": f"Bearer {token}"})).json()
+        body = (
+            await c.post(
+                "/graphql", json={"query": shallow}, headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
         assert "errors" not in body
     await still_up(api)
 
@@ -111,11 +126,18 @@ async def test_query_cost_counts_first_multipliers(api: Api, settings: Settings)
     async with serve(settings, max_cost=500) as c:
         token = await api.token("users:read")
         headers = {"Authorization": f"Bearer {token}"}
-        ok = await c.post("/graphql", json={"query": "{ users(first: 10) { nodes { id email tags } } }"}, headers=headers)
+        ok = await c.post(
+            "/graphql",
+            json={"query": "{ users(first: 10) { nodes { id email tags } } }"},
+            headers=headers,
+        )
         assert "errors" not in ok.json()
         big = await c.post(
             "/graphql",
-            json={"query": "query($n: Int!) { users(first: $n) { nodes { id email tags createdAt externalId } } }", "variables": {"n": 100}},
+            json={
+                "query": "query($n: Int!) { users(first: $n) { nodes { id email tags createdAt externalId } } }",
+                "variables": {"n": 100},
+            },
             headers=headers,
         )
         body = big.json()
@@ -125,25 +147,45 @@ async def test_query_cost_counts_first_multipliers(api: Api, settings: Settings)
 
 
 async def test_prod_hardening(api: Api, settings: Settings) -> None:
-    async with serve(settings, env="prod", signing_keys=_dev_secret(settings, "signing"),
-                     encryption_keys=_dev_secret(settings, "encryption"),
-                     lookup_key=_dev_secret(settings, "lookup")) as c:
+    async with serve(
+        settings,
+        env="prod",
+        signing_keys=_dev_secret(settings, "signing"),
+        encryption_keys=_dev_secret(settings, "encryption"),
+        lookup_key=_dev_secret(settings, "lookup"),
+    ) as c:
         user_token = await api.token("users:read")
         admin_token = await api.token("clients:manage")
         ide = await c.get("/graphql", headers={"accept": "text/html"})
         assert ide.status_code != 200 or "graphiql" not in ide.text.lower()
         introspect = {"query": "{ __schema { queryType { name } } }"}
-        denied = (await c.post("/graphql", json=introspect, headers={"Authorization": f"Bearer {user_token}"})).json()
+        denied = (
+            await c.post(
+                "/graphql", json=introspect, headers={"Authorization": f"Bearer {user_token}"}
+            )
+        ).json()
         assert denied["data"] is None and "introspection" in denied["errors"][0]["message"].lower()
-        allowed = (await c.post("/graphql", json=introspect, headers={"Authorization": f"Bearer {admin_token}"})).json()
+        allowed = (
+            await c.post(
+                "/graphql", json=introspect, headers={"Authorization": f"Bearer {admin_token}"}
+            )
+        ).json()
         assert allowed["data"]["__schema"]["queryType"]["name"] == "Query"
-        typo = (await c.post("/graphql", json={"query": "{ usrs { totalCount } }"}, headers={"Authorization": f"Bearer {user_token}"})).json()
+        typo = (
+            await c.post(
+                "/graphql",
+                json={"query": "{ usrs { totalCount } }"},
+                headers={"Authorization": f"Bearer {user_token}"},
+            )
+        ).json()
         assert "Did you mean" not in typo["errors"][0]["message"]
     typo_dev = await api.gql("{ usrs { totalCount } }", scopes="users:read")
     assert "Did you mean" in typo_dev["errors"][0]["message"]
 
 
-async def test_unexpected_errors_are_masked_in_prod(api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unexpected_errors_are_masked_in_prod(
+    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from domain.users import repository
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
@@ -151,13 +193,29 @@ async def test_unexpected_errors_are_masked_in_prod(api: Api, settings: Settings
 
     monkeypatch.setattr(repository, "page", broken)
     token = await api.token("users:read")
-    async with serve(settings, env="prod", signing_keys=_dev_secret(settings, "signing"),
-                     encryption_keys=_dev_secret(settings, "encryption"),
-                     lookup_key=_dev_secret(settings, "lookup")) as c:
-        body = (await c.post("/graphql", json={"query": "{ users { totalCount } }"}, headers={"Authorization": f"Bearer {token}"})).json()
+    async with serve(
+        settings,
+        env="prod",
+        signing_keys=_dev_secret(settings, "signing"),
+        encryption_keys=_dev_secret(settings, "encryption"),
+        lookup_key=_dev_secret(settings, "lookup"),
+    ) as c:
+        body = (
+            await c.post(
+                "/graphql",
+                json={"query": "{ users { totalCount } }"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        ).json()
         assert "hunter2" not in json.dumps(body)
         assert body["errors"][0]["message"] == "Unexpected error."
-        still = (await c.post("/graphql", json={"query": '{ user(externalId: "a") { id } }'}, headers={"Authorization": f"Bearer {token}"})).json()
+        still = (
+            await c.post(
+                "/graphql",
+                json={"query": '{ user(externalId: "a") { id } }'},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        ).json()
         assert still == {"data": {"user": None}}
 
 
