@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -242,3 +244,38 @@ def queue_name() -> str:
 
 
 Runner = Callable[..., Awaitable[Any]]
+
+
+PRECIS = str(Path(sys.executable).parent / "precis")
+Precis = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def database(tmp_path: Path, sqlite_template: Path) -> Path:
+    """A migrated SQLite file of this test's own, for commands run as subprocesses."""
+    path = tmp_path / "precis.db"
+    shutil.copyfile(sqlite_template, path)
+    return path
+
+
+@pytest.fixture
+def precis(tmp_path: Path, database: Path, keys_dir: Path) -> Precis:
+    """Run the ``precis`` console script as a user would, on ``database``, without Redis."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PRECIS_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(PRECIS_DATABASE_URL=f"sqlite+aiosqlite:///{database}", PRECIS_VAR_DIR=str(keys_dir))
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PRECIS, *args],
+            env={**env, **extra_env},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run

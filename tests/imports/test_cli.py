@@ -4,41 +4,10 @@ file, jobs in-process (no Redis)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-PRECIS = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "precis")
-Precis = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def database(tmp_path: Path, sqlite_template: Path) -> Path:
-    path = tmp_path / "precis.db"
-    shutil.copyfile(sqlite_template, path)
-    return path
-
-
-@pytest.fixture
-def precis(tmp_path: Path, database: Path, keys_dir: Path) -> Precis:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("PRECIS_") and k not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(PRECIS_DATABASE_URL=f"sqlite+aiosqlite:///{database}", PRECIS_VAR_DIR=str(keys_dir))
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PRECIS, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
-
-    return run
+from tests.conftest import Precis
 
 
 def rows(database: Path, sql: str) -> list[tuple[object, ...]]:
@@ -119,12 +88,3 @@ def test_demo_load_and_if_empty(precis: Precis, database: Path) -> None:
     assert skipped.returncode == 0, skipped.stderr
     assert "already present; skipped" in skipped.stderr
     assert rows(database, "SELECT COUNT(*) FROM customer") == [(40,)]
-
-
-@pytest.mark.parametrize(
-    "command", [["import"], ["import", "users"], ["import", "products"], ["demo", "load"]]
-)
-def test_help(precis: Precis, command: list[str]) -> None:
-    done = precis(*command, "--help")
-    assert done.returncode == 0
-    assert "Usage:" in done.stdout
