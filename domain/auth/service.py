@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from domain.auth.models import OAuthClient, RevokedToken
 from domain.auth.scopes import CLIENT_SCOPES, parse_scopes
 from domain.columns import utcnow
+from domain.sql import insert_ignoring_conflicts, table
 
 GRANT_TYPES = frozenset({"client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"})
 
@@ -100,10 +99,7 @@ async def revoke_token(
 ) -> None:
     """Record a revoked access token until it would have expired anyway (idempotent)."""
     values = {"jti": jti, "client_id": client_id, "expires_at": expires_at, "revoked_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(RevokedToken).values(**values).on_conflict_do_nothing(index_elements=["jti"])
-    await session.execute(stmt)
+    await insert_ignoring_conflicts(session, table(RevokedToken), [values], key=["jti"])
 
 
 async def revocation_state(session: AsyncSession) -> tuple[set[str], set[str]]:

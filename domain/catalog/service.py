@@ -12,15 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain import validation as v
 from domain.catalog import repository
 from domain.catalog.models import Category, Product, ProductTag
 from domain.columns import utcnow
 from domain.errors import DomainError, FieldError
+from domain.sql import insert_ignoring_conflicts, table, upsert_returning_ids
 
 MAX_BATCH = 100
 MAX_TAGS = 50
@@ -146,10 +146,6 @@ def _clean(
     return values, tags, errors
 
 
-def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 async def ensure_categories(
     session: AsyncSession, paths: Sequence[Sequence[str]]
 ) -> dict[str, int]:
@@ -167,7 +163,6 @@ async def ensure_categories(
         p: c.id for p, c in (await repository.categories_by_paths(session, list(wanted))).items()
     }
     missing = [p for p in wanted if p not in ids]
-    insert = _insert(session)
     # Level by level, so each parent exists (and has an id) before its children.
     for depth in sorted({wanted[p][0] for p in missing}):
         level = [p for p in missing if wanted[p][0] == depth]
@@ -181,9 +176,7 @@ async def ensure_categories(
             for p in level
         ]
         # A concurrent request may create the same path: keep theirs, then read all ids back.
-        await session.execute(
-            insert(Category).values(rows).on_conflict_do_nothing(index_elements=["path"])
-        )
+        await insert_ignoring_conflicts(session, table(Category), rows, key=["path"])
         found = await repository.categories_by_paths(session, level)
         ids.update({p: c.id for p, c in found.items()})
     return ids  # type: ignore[return-value]
@@ -244,7 +237,7 @@ async def upsert_products(
         session, [vals["category_path"] for _, vals, _ in cleaned if vals.get("category_path")]
     )
     now = utcnow()
-    columns = [c.name for c in Product.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+    columns = [c.name for c in table(Product).columns if c.name != "id"]
     rows: list[dict[str, Any]] = []
     for _, values, _ in cleaned:
         current = existing.get(values["external_id"])
@@ -262,23 +255,22 @@ async def upsert_products(
         row.update(values)
         row["updated_at"] = now
         rows.append(row)
-    insert = _insert(session)
-    stmt = insert(Product).values(rows)
-    keep = ("external_id", "created_at", "archived_at")
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["external_id"],
-        set_={c: stmt.excluded[c] for c in columns if c not in keep},
-    ).returning(Product.id, Product.external_id)  # type: ignore[arg-type]
-    ids = {ext: pk for pk, ext in (await session.execute(stmt)).all()}
+    ids = await upsert_returning_ids(
+        session,
+        table(Product),
+        rows,
+        key="external_id",
+        keep=("created_at", "archived_at"),
+    )
 
     tagged = [(ids[vals["external_id"]], tags) for _, vals, tags in cleaned if tags is not None]
     if tagged:
         await session.execute(
-            delete(ProductTag).where(ProductTag.product_id.in_([pk for pk, _ in tagged]))  # type: ignore[attr-defined]
+            delete(ProductTag).where(col(ProductTag.product_id).in_([pk for pk, _ in tagged]))
         )
         tag_rows = [{"product_id": pk, "tag": t} for pk, tags in tagged for t in tags]
         if tag_rows:
-            await session.execute(insert(ProductTag).values(tag_rows))
+            await insert_ignoring_conflicts(session, table(ProductTag), tag_rows)
     session.expunge_all()
     fresh = await repository.by_ids(session, list(ids.values()))
     return [fresh[ids[vals["external_id"]]] for _, vals, _ in cleaned]

@@ -11,8 +11,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -20,6 +18,7 @@ from domain import validation as v
 from domain.columns import utcnow
 from domain.errors import DomainError, FieldError
 from domain.keys import Keys
+from domain.sql import insert_ignoring_conflicts, table, upsert_returning_ids
 from domain.users import repository
 from domain.users.models import Customer, CustomerTag
 
@@ -118,10 +117,6 @@ def _clean(
     return values, tags, errors
 
 
-def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 async def upsert_users(
     session: AsyncSession, keys: Keys, items: Sequence[Mapping[str, Any]]
 ) -> list[Customer]:
@@ -162,7 +157,7 @@ async def upsert_users(
     existing = await repository.by_external_ids(
         session, [vals["external_id"] for vals, _ in cleaned]
     )
-    columns = [c.name for c in Customer.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+    columns = [c.name for c in table(Customer).columns if c.name != "id"]
     rows: list[dict[str, Any]] = []
     for values, _ in cleaned:
         current = existing.get(values["external_id"])
@@ -175,13 +170,13 @@ async def upsert_users(
         row.update(values)
         row["updated_at"] = now
         rows.append(row)
-    insert = _insert(session)
-    stmt = insert(Customer).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["external_id"],
-        set_={c: stmt.excluded[c] for c in columns if c not in ("external_id", "created_at")},
-    ).returning(Customer.id, Customer.external_id)  # type: ignore[arg-type]
-    ids = {ext: pk for pk, ext in (await session.execute(stmt)).all()}
+    ids = await upsert_returning_ids(
+        session,
+        table(Customer),
+        rows,
+        key="external_id",
+        keep=("created_at",),
+    )
 
     tagged = [(ids[vals["external_id"]], tags) for vals, tags in cleaned if tags is not None]
     if tagged:
@@ -190,7 +185,7 @@ async def upsert_users(
         )
         tag_rows = [{"customer_id": pk, "tag": t} for pk, tags in tagged for t in tags]
         if tag_rows:
-            await session.execute(insert(CustomerTag).values(tag_rows))
+            await insert_ignoring_conflicts(session, table(CustomerTag), tag_rows)
     session.expunge_all()
     fresh = await repository.by_ids(session, list(ids.values()))
     return [fresh[ids[vals["external_id"]]] for vals, _ in cleaned]
@@ -242,10 +237,9 @@ async def change_tags(
     if missing:
         raise DomainError.one("NOT_FOUND", f"{len(missing)} user(s) not found", "input", "userIds")
     unique_tags = sorted({t for t in checked if t})
-    insert = _insert(session)
     if add:
         rows = [{"customer_id": pk, "tag": t} for pk in found for t in unique_tags]
-        await session.execute(insert(CustomerTag).values(rows).on_conflict_do_nothing())
+        await insert_ignoring_conflicts(session, table(CustomerTag), rows)
     else:
         await session.execute(
             delete(CustomerTag).where(

@@ -1,0 +1,61 @@
+"""SQL shared by services: dialect-aware INSERT ... ON CONFLICT for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+
+def table(model: type[SQLModel]) -> Table:
+    """The Core table behind a SQLModel class."""
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (both have ``on_conflict_do_update``/``_do_nothing``)."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def upsert_returning_ids(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: str,
+    keep: Iterable[str] = (),
+) -> dict[Any, int]:
+    """Insert or update ``rows`` on the unique column ``key``; returns ``{key value: id}``.
+
+    Columns in ``keep`` are written on insert only. The statement runs once with many parameter
+    sets, so SQLAlchemy compiles it once and caches it (a multi-VALUES statement is compiled anew
+    for every batch, which cost more than the database work).
+    """
+    if not rows:
+        return {}
+    stmt = insert_for(session)(table)
+    frozen = {key, *keep}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key],
+        set_={c: stmt.excluded[c] for c in rows[0] if c not in frozen},
+    ).returning(table.c.id, table.c[key])
+    result = await session.execute(stmt, list(rows))
+    return {value: pk for pk, value in result.all()}
+
+
+async def insert_ignoring_conflicts(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str] | None = None,
+) -> None:
+    """Insert rows, skipping those that already exist (on ``key`` or any unique constraint)."""
+    if rows:
+        stmt = insert_for(session)(table).on_conflict_do_nothing(index_elements=key)
+        await session.execute(stmt, list(rows))
