@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,3 +59,34 @@ async def insert_ignoring_conflicts(
     if rows:
         stmt = insert_for(session)(table).on_conflict_do_nothing(index_elements=key)
         await session.execute(stmt, list(rows))
+
+
+async def keyset_page(
+    session: AsyncSession, stmt: Select[Any], id_column: Any, *, first: int, after: int | None
+) -> list[Any]:
+    """A page ordered by id after the cursor id, with ``first + 1`` rows so callers see if more exist."""
+    if after is not None:
+        stmt = stmt.where(id_column > after)
+    return list(await session.scalars(stmt.order_by(id_column).limit(first + 1)))
+
+
+async def count_matching(session: AsyncSession, stmt: Select[Any], id_column: Any) -> int:
+    sub = stmt.with_only_columns(id_column).subquery()
+    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+async def replace_tags(
+    session: AsyncSession,
+    tag_model: type[SQLModel],
+    owner: str,
+    tagged: Sequence[tuple[int, list[str]]],
+) -> None:
+    """Make each owner's tags exactly the given list (owners not listed are untouched)."""
+    if not tagged:
+        return
+    tags_table = table(tag_model)
+    await session.execute(
+        delete(tags_table).where(tags_table.c[owner].in_([pk for pk, _ in tagged]))
+    )
+    rows = [{owner: pk, "tag": t} for pk, tags in tagged for t in tags]
+    await insert_ignoring_conflicts(session, tags_table, rows)

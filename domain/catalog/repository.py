@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from domain.catalog.models import Category, Product, ProductTag
+from domain.sql import count_matching, keyset_page
 
 PATH_SEPARATOR = " > "
 
@@ -72,17 +73,12 @@ def filtered(flt: ProductFilter) -> Select[Product]:
 async def page(
     session: AsyncSession, flt: ProductFilter, *, first: int, after: int | None
 ) -> list[Product]:
-    """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
-    stmt = filtered(flt)
-    if after is not None:
-        stmt = stmt.where(col(Product.id) > after)
-    stmt = stmt.order_by(col(Product.id)).limit(first + 1)
-    return list(await session.scalars(stmt))
+    """Keyset page ordered by id; ``first + 1`` rows so the caller knows if more exist."""
+    return await keyset_page(session, filtered(flt), col(Product.id), first=first, after=after)
 
 
 async def count(session: AsyncSession, flt: ProductFilter) -> int:
-    sub = filtered(flt).with_only_columns(col(Product.id)).subquery()
-    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+    return await count_matching(session, filtered(flt), col(Product.id))
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Product]:

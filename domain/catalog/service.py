@@ -11,16 +11,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from domain import validation as v
 from domain.catalog import repository
 from domain.catalog.models import Category, Product, ProductTag
 from domain.columns import utcnow
 from domain.errors import DomainError, FieldError
-from domain.sql import insert_ignoring_conflicts, table, upsert_returning_ids
+from domain.sql import insert_ignoring_conflicts, replace_tags, table, upsert_returning_ids
 
 MAX_BATCH = 100
 MAX_TAGS = 50
@@ -264,13 +262,7 @@ async def upsert_products(
     )
 
     tagged = [(ids[vals["external_id"]], tags) for _, vals, tags in cleaned if tags is not None]
-    if tagged:
-        await session.execute(
-            delete(ProductTag).where(col(ProductTag.product_id).in_([pk for pk, _ in tagged]))
-        )
-        tag_rows = [{"product_id": pk, "tag": t} for pk, tags in tagged for t in tags]
-        if tag_rows:
-            await insert_ignoring_conflicts(session, table(ProductTag), tag_rows)
+    await replace_tags(session, ProductTag, "product_id", tagged)
     session.expunge_all()
     fresh = await repository.by_ids(session, list(ids.values()))
     return [fresh[ids[vals["external_id"]]] for _, vals, _ in cleaned]

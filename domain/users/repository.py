@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from domain.sql import count_matching, keyset_page
 from domain.users.models import Customer, CustomerTag
 
 
@@ -45,17 +46,12 @@ def filtered(flt: UserFilter) -> Select[Customer]:
 async def page(
     session: AsyncSession, flt: UserFilter, *, first: int, after: int | None
 ) -> list[Customer]:
-    """Keyset page ordered by id; fetches ``first + 1`` rows so the caller knows if more exist."""
-    stmt = filtered(flt)
-    if after is not None:
-        stmt = stmt.where(col(Customer.id) > after)
-    stmt = stmt.order_by(col(Customer.id)).limit(first + 1)
-    return list(await session.scalars(stmt))
+    """Keyset page ordered by id; ``first + 1`` rows so the caller knows if more exist."""
+    return await keyset_page(session, filtered(flt), col(Customer.id), first=first, after=after)
 
 
 async def count(session: AsyncSession, flt: UserFilter) -> int:
-    sub = filtered(flt).with_only_columns(col(Customer.id)).subquery()
-    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+    return await count_matching(session, filtered(flt), col(Customer.id))
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Customer]:

@@ -18,7 +18,7 @@ from domain import validation as v
 from domain.columns import utcnow
 from domain.errors import DomainError, FieldError
 from domain.keys import Keys
-from domain.sql import insert_ignoring_conflicts, table, upsert_returning_ids
+from domain.sql import insert_ignoring_conflicts, replace_tags, table, upsert_returning_ids
 from domain.users import repository
 from domain.users.models import Customer, CustomerTag
 
@@ -179,13 +179,7 @@ async def upsert_users(
     )
 
     tagged = [(ids[vals["external_id"]], tags) for vals, tags in cleaned if tags is not None]
-    if tagged:
-        await session.execute(
-            delete(CustomerTag).where(col(CustomerTag.customer_id).in_([pk for pk, _ in tagged]))
-        )
-        tag_rows = [{"customer_id": pk, "tag": t} for pk, tags in tagged for t in tags]
-        if tag_rows:
-            await insert_ignoring_conflicts(session, table(CustomerTag), tag_rows)
+    await replace_tags(session, CustomerTag, "customer_id", tagged)
     session.expunge_all()
     fresh = await repository.by_ids(session, list(ids.values()))
     return [fresh[ids[vals["external_id"]]] for vals, _ in cleaned]
@@ -206,11 +200,7 @@ async def update_user(
         setattr(customer, name, value)
     customer.updated_at = utcnow()
     if tags is not None:
-        await session.execute(
-            delete(CustomerTag).where(col(CustomerTag.customer_id) == customer_id)
-        )
-        for t in tags:
-            session.add(CustomerTag(customer_id=customer_id, tag=t))
+        await replace_tags(session, CustomerTag, "customer_id", [(customer_id, tags)])
     await session.flush()
     return customer
 
