@@ -243,7 +243,8 @@ def token(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     if header:
-        err.print("GraphiQL: http://127.0.0.1:8000/graphql  (paste into Headers:)")
+        err.print(f"Authorization: Bearer {value}", soft_wrap=True, highlight=False)
+        err.print("GraphiQL at http://127.0.0.1:8000/graphql: paste the next line into Headers")
         print(json.dumps({"Authorization": f"Bearer {value}"}))
     else:
         print(value)
