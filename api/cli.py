@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -42,7 +42,7 @@ out = Console()
 DEV_CLIENT_ID = "precis-cli"
 
 
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
+def _run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(fn())
     except ConfigurationError as exc:
