@@ -1,0 +1,1 @@
+"""Benchmarks (not part of the installed package; never imported by the app)."""
