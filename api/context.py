@@ -24,10 +24,17 @@ class Context:
     services: Services
     principal: Principal | None
     auth_error: str | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     jobs: PendingJobs = field(default_factory=PendingJobs)
     _session: AsyncSession | None = None
     _loaders: dict[str, Any] = field(default_factory=dict)
+    _request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        """A random id for logs, made on first use (a uuid4 costs a system call)."""
+        if self._request_id is None:
+            self._request_id = uuid.uuid4().hex
+        return self._request_id
 
     @property
     def session(self) -> AsyncSession:
@@ -54,10 +61,8 @@ class Context:
         try:
             if commit:
                 await session.commit()
-            else:
-                await session.rollback()
         finally:
-            await session.close()
+            await session.close()  # rolls back whatever was not committed
         if commit:
             await self.jobs.send(self.services.queue)
         else:

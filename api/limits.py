@@ -1,16 +1,19 @@
-"""Abuse limits in one place: depth, aliases, tokens, query cost, introspection in prod.
+"""Abuse limits in one place: depth, aliases, tokens, query cost, introspection in prod; and the
+per-schema caches that keep parsing and validation out of the request path.
 
-The validation rule classes are built once per schema, not per request, so Strawberry's validation
-cache (keyed on the rule classes) keeps hitting.
+Rule classes are built once per schema, not per request. Documents are cached by query text; the
+validation result and the cost by document *identity*. (Strawberry's ``ValidationCache`` keys on the
+document itself, and an AST node hashes by walking its whole tree on every request.) A cache entry
+holds its document, so a reused ``id()`` can never match a different document.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -24,18 +27,45 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    parse,
 )
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from graphql.validation.rules.max_introspection_depth_rule import MaxIntrospectionDepthRule
-from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.schema import validate_document
 
 from domain.auth.scopes import ADMIN_SCOPE
 from domain.settings import Settings
 
+if TYPE_CHECKING:
+    from strawberry.types import ExecutionContext
+
 DEFAULT_LIST_SIZE = 20
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A bounded least-recently-used map (one event loop per process, so no locking)."""
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: K) -> V | None:
+        found = self._data.get(key)
+        if found is not None:
+            self._data.move_to_end(key)
+        return found
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class QueryCost:
@@ -43,8 +73,7 @@ class QueryCost:
 
     def __init__(self, limit: int, cache_size: int = 1024) -> None:
         self.limit = limit
-        self._cache: OrderedDict[Any, int] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRU[Any, tuple[DocumentNode, int]] = LRU(cache_size)
 
     def check(
         self,
@@ -55,12 +84,12 @@ class QueryCost:
     ) -> GraphQLError | None:
         ints = tuple(sorted((k, v) for k, v in (variables or {}).items() if type(v) is int))
         key = (id(document), operation_name, ints)
-        cost = self._cache.get(key)
-        if cost is None:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is document:
+            cost = hit[1]
+        else:
             cost = self.compute(schema, document, operation_name, variables or {})
-            self._cache[key] = cost
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, (document, cost))
         if cost > self.limit:
             return GraphQLError(
                 f"query cost {cost} exceeds the limit of {self.limit}; ask for fewer items",
@@ -138,47 +167,67 @@ class QueryCost:
 
 
 class Limits:
-    """Everything the per-request extension needs, built once per schema."""
+    """Everything the per-request work needs, built once per schema."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cache_size: int = 512) -> None:
         self.settings = settings
-        self.rules = (
+        self.max_tokens = settings.max_tokens
+        self.rules: tuple[type[ASTValidationRule], ...] = (
             depth_rule(settings.max_depth, None, None),
             aliases_rule(settings.max_aliases),
             MaxIntrospectionDepthRule,
         )
         self.closed_rules = (*self.rules, NoSchemaIntrospectionCustomRule)
         self.cost = QueryCost(settings.max_cost)
+        self._documents: LRU[str, DocumentNode] = LRU(cache_size)
+        self._validated: LRU[Any, tuple[DocumentNode, list[GraphQLError]]] = LRU(cache_size)
 
-    def extension(self) -> LimitsExtension:
-        return LimitsExtension(self)
+    def parse(self, query: str) -> DocumentNode:
+        """Parse with the token limit, cached by query text; raises ``GraphQLError``."""
+        document = self._documents.get(query)
+        if document is None:
+            document = parse(query, max_tokens=self.max_tokens)
+            self._documents.put(query, document)
+        return document
 
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        """Strawberry's validation (the spec's rules, its own and ``rules``), cached."""
+        key = (id(document), rules)
+        hit = self._validated.get(key)
+        if hit is not None and hit[0] is document:
+            return list(hit[1])
+        errors = validate_document(schema, document, rules)
+        self._validated.put(key, (document, errors))
+        return list(errors)
 
-class LimitsExtension(SchemaExtension):
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-
-    def on_operation(self) -> Iterator[None]:
-        ctx = self.execution_context
-        ctx.parse_options["max_tokens"] = self.limits.settings.max_tokens
+    def prepare(self, ctx: ExecutionContext) -> None:
+        """Before parsing: pick the rules for this caller, parse and validate from the caches,
+        then check the cost. Setting ``graphql_document`` and ``pre_execution_errors`` makes
+        Strawberry skip its own parsing and validation, and report the errors without executing.
+        A syntax error is left for Strawberry to raise and report as usual.
+        """
+        ctx.parse_options["max_tokens"] = self.max_tokens
         context = ctx.context
         admin = context is not None and context.has(ADMIN_SCOPE)
-        extra = (
-            self.limits.closed_rules
-            if self.limits.settings.is_prod and not admin
-            else self.limits.rules
-        )
-        ctx.validation_rules = ctx.validation_rules + extra
-        yield
-
-    def on_execute(self) -> Iterator[None]:
-        # Cost depends on variables, so it is checked once validation has passed; setting a result
-        # here makes Strawberry skip execution entirely.
-        ctx = self.execution_context
-        if ctx.graphql_document is not None:
-            error = self.limits.cost.check(
-                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
-            )
+        extra = self.closed_rules if self.settings.is_prod and not admin else self.rules
+        rules = ctx.validation_rules + extra
+        ctx.validation_rules = rules
+        if ctx.query is None or ctx.graphql_document is not None:
+            return
+        try:
+            document = self.parse(ctx.query)
+        except GraphQLError:
+            return
+        ctx.graphql_document = document
+        errors = self.validate(ctx.schema._schema, document, rules)
+        if not errors:
+            # Only a valid document has a cost (which depends on the variables, so not cached).
+            error = self.cost.check(ctx.schema._schema, document, ctx.operation_name, ctx.variables)
             if error is not None:
-                ctx.result = GraphQLExecutionResult(data=None, errors=[error])
-        yield
+                errors = [error]
+        ctx.pre_execution_errors = errors

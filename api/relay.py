@@ -33,9 +33,14 @@ class Edge(Generic[T]):
     node: T
 
 
+def _edges(root: Any) -> list[Edge[Any]]:
+    return [Edge(cursor=encode_cursor(n.id), node=n) for n in root.nodes]
+
+
 @strawberry.type(description="A page of results; pass `endCursor` as `after` for the next page.")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
+    # Edges (a cursor per row) are built only when asked for; most clients read only ``nodes``.
+    edges: list[Edge[T]] = strawberry.field(resolver=_edges)
     nodes: list[T]
     page_info: PageInfo
     _count: strawberry.Private[Callable[[], Awaitable[int]]]
@@ -66,16 +71,14 @@ def connection(
 ) -> Connection[Any]:
     """Build a connection from ``first + 1`` rows ordered by ``id``."""
     has_next = len(rows) > first
-    rows = rows[:first]
-    edges = [Edge(cursor=encode_cursor(r.id), node=r) for r in rows]
+    nodes = list(rows[:first])
     return Connection(
-        edges=edges,
-        nodes=list(rows),
+        nodes=nodes,
         page_info=PageInfo(
             has_next_page=has_next,
             has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=encode_cursor(nodes[0].id) if nodes else None,
+            end_cursor=encode_cursor(nodes[-1].id) if nodes else None,
         ),
         _count=count,
     )

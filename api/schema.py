@@ -9,11 +9,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
+from api import execution
 from api.auth.permissions import Forbidden, Unauthenticated
 from api.catalog.mutations import CatalogMutations
 from api.catalog.queries import CatalogQueries
@@ -23,6 +25,7 @@ from api.relay import Node
 from api.tasks.queries import TaskQueries
 from api.users.mutations import UserMutations
 from api.users.queries import UserQueries
+from api.users.types import FAST_RESOLVERS as USER_FAST_RESOLVERS
 from domain.settings import Settings
 
 log = logging.getLogger("precis.api")
@@ -43,19 +46,54 @@ def is_unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-class UnitOfWork(SchemaExtension):
-    """Commit a mutation's work only if the whole operation succeeded; then send its jobs."""
+def mask_unexpected(result: Any) -> None:
+    """In prod, replace unexpected errors (bugs) by a bare "Unexpected error." with the same
+    locations and path, as Strawberry's ``MaskErrors`` does."""
+    errors = getattr(result, "errors", None)
+    if errors and any(is_unexpected(e) for e in errors):
+        result.errors = [
+            GraphQLError(
+                "Unexpected error.",
+                nodes=e.nodes,
+                source=e.source,
+                positions=e.positions,
+                path=e.path,
+                original_error=None,
+            )
+            if is_unexpected(e)
+            else e
+            for e in errors
+        ]
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+
+class RequestPipeline(SchemaExtension):
+    """Everything done per request, in one extension with one hook: Strawberry builds context
+    managers for every hook of every extension on every request, which costs more than the work
+    itself on small documents.
+
+    Before the operation: the caller's limits, parsing and validation from the caches, the cost
+    check. After it: the unit of work (commit a mutation's work only if the whole operation
+    succeeded, then send its jobs; otherwise roll back), then, in prod, masking unexpected errors.
+    """
+
+    def __init__(self, limits: Limits, *, mask: bool) -> None:
+        self.limits = limits
+        self.mask = mask
+
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
         ctx = self.execution_context
+        self.limits.prepare(ctx)
         ok = False
         try:
             yield
             result = ctx.result
             ok = result is not None and not getattr(result, "errors", None)
         finally:
-            commit = ok and ctx.operation_type.value == "mutation"
-            await ctx.context.finish(commit=commit)
+            commit = ok and ctx.operation_type is OperationType.MUTATION
+            if ctx.context is not None:
+                await ctx.context.finish(commit=commit)
+        if self.mask:
+            mask_unexpected(ctx.result)
 
 
 @strawberry.type
@@ -113,17 +151,13 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
         _env_file=None,  # type: ignore[call-arg]
     )
     limits = Limits(settings)
-    extensions: list[Any] = [
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-        limits.extension,
-        UnitOfWork,
-    ]
-    if settings.is_prod:
-        extensions.append(lambda: MaskErrors(should_mask_error=is_unexpected))
-    return strawberry.Schema(
+    mask = settings.is_prod
+    schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
+        extensions=[lambda: RequestPipeline(limits, mask=mask)],
         config=StrawberryConfig(disable_field_suggestions=settings.is_prod),
     )
+    execution.install(schema._schema, USER_FAST_RESOLVERS)
+    schema.execution_context_class = execution.executor_for(schema._schema)
+    return schema

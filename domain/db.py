@@ -30,7 +30,12 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
-        if not pool:
+        memory = not url.database or url.database == ":memory:"
+        if pool and not memory:
+            # As many kept connections as on PostgreSQL: with the default (5) a busier process
+            # closes and reopens overflow connections (a thread and four PRAGMAs each) all the time.
+            kwargs.update(pool_size=settings.db_pool_size, max_overflow=5)
+        elif not pool:
             kwargs["poolclass"] = NullPool
     else:
         kwargs["connect_args"] = {

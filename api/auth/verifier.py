@@ -56,7 +56,7 @@ class TokenVerifier:
         self, settings: Settings, keys: Keys, db: Database, *, cache_size: int = 10_000
     ) -> None:
         self.settings = settings
-        public = KeySet.import_key_set(keys.public_jwks)
+        public = KeySet.import_key_set(keys.public_jwks)  # type: ignore[arg-type]
         self.validator = StrictValidator(settings.issuer, settings.audience, public)
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
@@ -106,7 +106,8 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         principal = self.decode(token)
-        await self.refresh()
+        if time.monotonic() - self._loaded_at >= self.settings.auth_cache_seconds:
+            await self.refresh()
         if principal.jti in self.revoked or principal.client_id in self.disabled:
             raise InvalidTokenError()
         return principal

@@ -1,0 +1,195 @@
+"""A leaner path through graphql-core for plain leaf fields, which is most of a list's cost.
+
+graphql-core executes every field the same way: it builds a ``GraphQLResolveInfo`` (Strawberry's is a
+16-item tuple), calls the resolver, checks for an awaitable and walks ``complete_value``. For a
+scalar or enum field read straight off the object (a Strawberry field without a resolver, or one of
+the info-free resolvers registered with ``fast_resolver``) none of that is needed: the executor
+here reads the value and coerces it directly. Anything unusual (an exception, ``null`` in a non-null
+field, a value the scalar refuses, an awaitable) goes back through graphql-core's own path, so
+errors, paths and locations are exactly what they were; plain resolvers have no side effects, so
+reading a value twice is harmless. With resolver middleware (an extension's ``resolve`` hook) the
+fast path is off.
+
+graphql-core also asks of every value whether it is awaitable; for an ORM row that question costs an
+attribute miss through pydantic's ``__getattr__`` (about 8 us on the 2-core benchmark machine, per
+row). Instances of mapped classes, and a few plain value types, are answered from a set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeGuard
+
+from graphql import GraphQLField, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, is_leaf_type
+from graphql.execution.executor import to_nodes
+from graphql.pyutils import Undefined
+from sqlalchemy.engine import Row
+from sqlmodel import SQLModel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+FAST_MARK = "_precis_fast"
+# Per schema: type name -> field name -> (resolve, coerce, non_null, field).
+Plans = dict[str, dict[str, tuple[Callable[..., Any], Callable[[Any], Any], bool, GraphQLField]]]
+
+
+def fast_resolver(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a graphql-core resolver ``(root, info)`` that never uses ``info`` and has no effects."""
+    setattr(fn, FAST_MARK, True)
+    return fn
+
+
+def _is_plain(resolve: Any) -> bool:
+    # Strawberry marks the resolver of a field without a resolver function with ``_is_default``;
+    # its basic-field wrapper (no arguments, no extensions, no permissions) ignores ``info``.
+    if getattr(resolve, FAST_MARK, False):
+        return True
+    return bool(getattr(resolve, "_is_default", False)) and (
+        getattr(resolve, "__name__", "") == "_get_basic_result"
+    )
+
+
+def plan(schema: GraphQLSchema) -> Plans:
+    """The fields of ``schema`` that can take the fast path."""
+    plans: Plans = {}
+    for name, gql_type in schema.type_map.items():
+        if name.startswith("__") or not isinstance(gql_type, GraphQLObjectType):
+            continue
+        fields = {}
+        for field_name, field in gql_type.fields.items():
+            if field.args or field.resolve is None or not _is_plain(field.resolve):
+                continue
+            field_type = field.type
+            non_null = isinstance(field_type, GraphQLNonNull)
+            inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+            if not is_leaf_type(inner):
+                continue
+            fields[field_name] = (field.resolve, inner.coerce_output_value, non_null, field)
+        if fields:
+            plans[name] = fields
+    return plans
+
+
+def install(schema: GraphQLSchema, resolvers: dict[tuple[str, str], Callable[..., Any]]) -> None:
+    """Replace Strawberry's resolver wrappers on these ``(type, field)`` with plain functions."""
+    for (type_name, field_name), fn in resolvers.items():
+        gql_type = schema.type_map.get(type_name)
+        if not isinstance(gql_type, GraphQLObjectType) or field_name not in gql_type.fields:
+            raise ValueError(f"no field {type_name}.{field_name} in the schema")
+        field = gql_type.fields[field_name]
+        if field.args:
+            raise ValueError(f"{type_name}.{field_name} takes arguments")
+        field.resolve = fn
+
+
+_NO_FIELDS: dict[str, Any] = {}
+_VALUE_TYPES = (dt.datetime, dt.date, dt.time, decimal.Decimal, uuid.UUID, Row)
+
+
+def sync_types() -> frozenset[type]:
+    """Types whose instances are never awaitable: mapped model classes and plain value types."""
+    mapped = {mapper.class_ for mapper in SQLModel._sa_registry.mappers}
+    return frozenset(t for t in (*mapped, *_VALUE_TYPES) if not hasattr(t, "__await__"))
+
+
+class FastExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context with the leaf fast path (``plans`` set per schema)."""
+
+    plans: Plans = {}
+    sync: frozenset[type] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        middleware = self.middleware_manager
+        self._fast = not (middleware is not None and getattr(middleware, "middlewares", None))
+        general = self.is_awaitable
+        sync = self.sync
+
+        def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+            return False if type(value) in sync else general(value)
+
+        self.is_awaitable = is_awaitable  # type: ignore[method-assign]
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Any,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        # When every selected field of the object is a plain leaf (a row of a list, usually), the
+        # whole result map is built here; on the first unusual value graphql-core does it all again.
+        fast = self.plans.get(parent_type.name) if self._fast else None
+        if fast is not None:
+            results: dict[str, Any] = {}
+            is_awaitable = self.is_awaitable
+            try:
+                for response_name, field_details_list in grouped_field_set.items():
+                    found = fast.get(field_details_list[0].node.name.value)
+                    if found is None:
+                        break
+                    resolve, coerce, non_null, _ = found
+                    value = resolve(source_value, None)
+                    if value is None:
+                        if non_null:
+                            break
+                        results[response_name] = None
+                        continue
+                    if is_awaitable(value):
+                        if isinstance(value, Coroutine):
+                            value.close()  # never started; graphql-core reads the field again
+                        break
+                    coerced = coerce(value)
+                    if coerced is None or coerced is Undefined:
+                        break
+                    results[response_name] = coerced
+                else:
+                    return results
+            except Exception:  # graphql-core's own path reports it
+                pass
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        if self._fast:
+            node = field_details_list[0].node
+            found = self.plans.get(parent_type.name, _NO_FIELDS).get(node.name.value)
+            if found is not None:
+                resolve, coerce, non_null, field = found
+                try:
+                    value = resolve(source, None)
+                    if value is None:
+                        if not non_null:
+                            return None
+                    elif self.is_awaitable(value):
+                        info = self.build_resolve_info(
+                            field, to_nodes(field_details_list), parent_type, path
+                        )
+                        return self.complete_awaitable_value(
+                            field.type, field_details_list, info, path, value, position_context
+                        )
+                    else:
+                        coerced = coerce(value)
+                        if coerced is not None and coerced is not Undefined:
+                            return coerced
+                except Exception:  # graphql-core's own path reports it
+                    pass
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+
+def executor_for(schema: GraphQLSchema) -> type[FastExecutor]:
+    """A ``FastExecutor`` subclass bound to the plans of ``schema`` (call after ``install``)."""
+    return type("PrecisExecutor", (FastExecutor,), {"plans": plan(schema), "sync": sync_types()})
