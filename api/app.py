@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,21 @@ from domain.settings import Settings, get_settings
 from jobs.queue import Queue, make_queue
 
 log = logging.getLogger("precis.api")
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Once per process, after start-up: take what start-up allocated (modules, the schema,
+    SQLAlchemy's mappers, ...) out of the cyclic garbage collector's reach. Otherwise every full
+    collection walks all of it (about 120,000 objects: 90 ms on the 2-core benchmark machine) while
+    every request in flight waits; these objects live as long as the process anyway."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 @dataclass
@@ -145,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services_holder["s"] = services
         graphql.services = services
         app.state.services = services
+        freeze_startup_heap()
         try:
             yield
         finally:
