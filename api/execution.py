@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeGuard
@@ -29,26 +30,39 @@ from graphql.pyutils import Undefined
 from sqlalchemy.engine import Row
 from sqlmodel import SQLModel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
 
 FAST_MARK = "_precis_fast"
-# Per schema: type name -> field name -> (resolve, coerce, non_null, field).
-Plans = dict[str, dict[str, tuple[Callable[..., Any], Callable[[Any], Any], bool, GraphQLField]]]
+# Per schema: type name -> field name -> (read, coerce, non_null, field); ``read(source)``.
+Plans = dict[str, dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], bool, GraphQLField]]]
 
 
 def fast_resolver(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a graphql-core resolver ``(root, info)`` that never uses ``info`` and has no effects."""
+    """Mark a graphql-core resolver ``(root, info=None)`` that never uses ``info`` and has no
+    effects; the fast path calls it with the root alone."""
     setattr(fn, FAST_MARK, True)
     return fn
 
 
-def _is_plain(resolve: Any) -> bool:
-    # Strawberry marks the resolver of a field without a resolver function with ``_is_default``;
-    # its basic-field wrapper (no arguments, no extensions, no permissions) ignores ``info``.
+def _reader(field: GraphQLField) -> Callable[[Any], Any] | None:
+    """How to read the field's value from its source without ``info``, if it can be done."""
+    resolve = field.resolve
     if getattr(resolve, FAST_MARK, False):
-        return True
-    return bool(getattr(resolve, "_is_default", False)) and (
-        getattr(resolve, "__name__", "") == "_get_basic_result"
-    )
+        return resolve
+    # Strawberry marks the resolver of a field without a resolver function with ``_is_default``;
+    # its basic-field wrapper (no arguments, extensions or permissions) ignores ``info`` and reads
+    # the attribute with the configured default resolver.
+    if not (getattr(resolve, "_is_default", False) and resolve.__name__ == "_get_basic_result"):  # type: ignore[union-attr]
+        return None
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if (
+        isinstance(definition, StrawberryField)
+        and definition.is_basic_field
+        and definition.default_resolver is getattr
+    ):
+        return operator.attrgetter(definition.python_name)
+    return lambda source: resolve(source, None)  # type: ignore[misc]
 
 
 def plan(schema: GraphQLSchema) -> Plans:
@@ -59,14 +73,13 @@ def plan(schema: GraphQLSchema) -> Plans:
             continue
         fields = {}
         for field_name, field in gql_type.fields.items():
-            if field.args or field.resolve is None or not _is_plain(field.resolve):
-                continue
+            read = None if field.args or field.resolve is None else _reader(field)
             field_type = field.type
             non_null = isinstance(field_type, GraphQLNonNull)
             inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
-            if not is_leaf_type(inner):
+            if read is None or not is_leaf_type(inner):
                 continue
-            fields[field_name] = (field.resolve, inner.coerce_output_value, non_null, field)
+            fields[field_name] = (read, inner.coerce_output_value, non_null, field)
         if fields:
             plans[name] = fields
     return plans
@@ -85,7 +98,23 @@ def install(schema: GraphQLSchema, resolvers: dict[tuple[str, str], Callable[...
 
 
 _NO_FIELDS: dict[str, Any] = {}
-_VALUE_TYPES = (dt.datetime, dt.date, dt.time, decimal.Decimal, uuid.UUID, Row)
+_VALUE_TYPES = (
+    type(None),
+    str,
+    int,
+    float,
+    bool,
+    bytes,
+    list,
+    tuple,
+    dict,
+    dt.datetime,
+    dt.date,
+    dt.time,
+    decimal.Decimal,
+    uuid.UUID,
+    Row,
+)
 
 
 def sync_types() -> frozenset[type]:
@@ -126,19 +155,20 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         if fast is not None:
             results: dict[str, Any] = {}
             is_awaitable = self.is_awaitable
+            sync = self.sync
             try:
                 for response_name, field_details_list in grouped_field_set.items():
                     found = fast.get(field_details_list[0].node.name.value)
                     if found is None:
                         break
-                    resolve, coerce, non_null, _ = found
-                    value = resolve(source_value, None)
+                    read, coerce, non_null, _ = found
+                    value = read(source_value)
                     if value is None:
                         if non_null:
                             break
                         results[response_name] = None
                         continue
-                    if is_awaitable(value):
+                    if type(value) not in sync and is_awaitable(value):
                         if isinstance(value, Coroutine):
                             value.close()  # never started; graphql-core reads the field again
                         break
@@ -166,9 +196,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             node = field_details_list[0].node
             found = self.plans.get(parent_type.name, _NO_FIELDS).get(node.name.value)
             if found is not None:
-                resolve, coerce, non_null, field = found
+                read, coerce, non_null, field = found
                 try:
-                    value = resolve(source, None)
+                    value = read(source)
                     if value is None:
                         if not non_null:
                             return None
