@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -18,17 +19,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
 
 from api.auth.server import PrecisAuthorizationServer
 from api.auth.verifier import TokenVerifier
 from api.context import Context
+from api.persisted import PersistedQueries, PersistedQueryError
 from api.schema import build_schema
 from domain.db import Database
 from domain.keys import Keys, build_keys
 from domain.settings import Settings, get_settings
-from jobs.queue import Queue, make_queue
+from jobs.queue import ArqQueue, Queue, make_queue
 
 log = logging.getLogger("precis.api")
+READY_TIMEOUT = 2.0  # seconds each readiness check may take
 
 
 _heap_frozen = False
@@ -56,6 +61,7 @@ class Services:
     verifier: TokenVerifier
     auth: PrecisAuthorizationServer
     queue: Queue
+    persisted: PersistedQueries
 
 
 class PrecisGraphQL(GraphQL[Context, None]):
@@ -82,6 +88,27 @@ class PrecisGraphQL(GraphQL[Context, None]):
             services=self.services,
             principal=principal,
             auth_error=error,
+        )
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        persisted = (request_data.extensions or {}).get("persistedQuery")
+        if persisted is not None:
+            try:
+                request_data.query = await self.services.persisted.resolve(
+                    request_data.query, persisted
+                )
+            except PersistedQueryError as exc:
+                return ExecutionResult(data=None, errors=[exc.error])
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
         )
 
     def encode_json(self, data: object) -> bytes:
@@ -152,13 +179,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     db = Database(settings)
     verifier = TokenVerifier(settings, keys, db)
     auth = PrecisAuthorizationServer(settings, keys, db, verifier)
-    services_holder: dict[str, Services] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         queue = await make_queue(settings, db)
-        services = Services(settings, db, keys, verifier, auth, queue)
-        services_holder["s"] = services
+        redis = queue.pool if isinstance(queue, ArqQueue) else None
+        persisted = PersistedQueries(redis, settings.queue_name)
+        services = Services(settings, db, keys, verifier, auth, queue, persisted)
         graphql.services = services
         app.state.services = services
         freeze_startup_heap()
@@ -188,7 +215,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         checks: dict[str, str] = {}
         ok = True
         try:
-            async with db.read_only() as session:
+            async with asyncio.timeout(READY_TIMEOUT), db.read_only() as session:
                 await session.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:  # report, never crash the probe
@@ -196,8 +223,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ok = False
         if settings.redis_url:
             try:
-                queue = services_holder["s"].queue
-                await queue.pool.ping()  # type: ignore[attr-defined]
+                queue = request.app.state.services.queue
+                async with asyncio.timeout(READY_TIMEOUT):
+                    await queue.pool.ping()
                 checks["redis"] = "ok"
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
