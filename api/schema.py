@@ -127,6 +127,16 @@ Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQuer
 Mutation = merge_types("Mutation", (UserMutations, CatalogMutations))
 
 
+class PrecisSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: Any | None = None
+    ) -> None:
+        """Log what is a bug, with its traceback; errors meant for the client are not ours to log."""
+        for error in errors:
+            if is_unexpected(error):
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     """One schema per distinct limits configuration (building one takes a while)."""
     key = (
@@ -152,7 +162,7 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
     )
     limits = Limits(settings)
     mask = settings.is_prod
-    schema = strawberry.Schema(
+    schema = PrecisSchema(
         query=Query,
         mutation=Mutation,
         extensions=[lambda: RequestPipeline(limits, mask=mask)],

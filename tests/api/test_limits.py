@@ -254,3 +254,23 @@ async def test_unknown_routes_and_methods(api: Api) -> None:
     assert (await api.client.get("/nope")).status_code == 404
     assert (await api.client.put("/graphql", json={})).status_code == 405
     assert (await api.client.get("/oauth/token")).status_code == 405
+
+
+async def test_only_unexpected_errors_are_logged(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from domain.users import repository
+
+    await api.gql("{ users { totalCount } }")  # UNAUTHENTICATED: the client's problem, not logged
+    await api.gql("{ users(first: 500) { totalCount } }", scopes="users:read")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(repository, "page", broken)
+    body = await api.gql("{ users { totalCount } }", scopes="users:read")
+    assert body["errors"][0]["message"] == "boom"  # dev shows it; prod masks it (tested above)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None and "boom" in str(errors[0].exc_info[1])
