@@ -10,6 +10,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
@@ -127,7 +128,52 @@ Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQuer
 Mutation = merge_types("Mutation", (UserMutations, CatalogMutations))
 
 
+class _NoHooks:
+    """A stage no extension hooks into: nothing to enter or leave."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_HOOKS = _NoHooks()
+
+
+class LeanRunner(SchemaExtensionsRunner):
+    """Strawberry's runner builds context managers and exit stacks for every stage of every
+    request, even for stages no extension hooks into (here: parsing, validation, execution);
+    those get a shared no-op instead. A stage an extension does hook into runs as before."""
+
+    def _bare(self, hook: str) -> bool:
+        default = getattr(SchemaExtension, hook)
+        return all(getattr(type(e), hook) is default for e in self.extensions)
+
+    def parsing(self) -> Any:
+        return _NO_HOOKS if self._bare("on_parse") else super().parsing()
+
+    def validation(self) -> Any:
+        return _NO_HOOKS if self._bare("on_validate") else super().validation()
+
+    def executing(self) -> Any:
+        return _NO_HOOKS if self._bare("on_execute") else super().executing()
+
+
 class PrecisSchema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: Any, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return LeanRunner(execution_context=execution_context, extensions=extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: Any | None = None
     ) -> None:

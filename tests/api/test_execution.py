@@ -182,3 +182,31 @@ async def test_fast_resolvers_must_exist() -> None:
         execution.install(plain._schema, {("Item", "nope"): lambda root, info: None})
     with pytest.raises(ValueError, match="takes arguments"):
         execution.install(plain._schema, {("Item", "shout"): lambda root, info: None})
+
+
+class Recorder(SchemaExtension):
+    seen: list[str] = []
+
+    def on_parse(self) -> Any:
+        Recorder.seen.append("parse")
+        yield
+
+    def on_validate(self) -> Any:
+        Recorder.seen.append("validate")
+        yield
+
+    async def on_execute(self) -> Any:
+        Recorder.seen.append("execute")
+        yield
+
+
+async def test_lean_runner_still_runs_hooks_that_exist() -> None:
+    from api.schema import PrecisSchema
+
+    bare = PrecisSchema(query=Query)
+    assert not (await bare.execute("{ one { name } }")).errors
+    Recorder.seen = []
+    hooked = PrecisSchema(query=Query, extensions=[Recorder])
+    result = await hooked.execute("{ one { name } }")
+    assert result.data == {"one": {"name": "item7"}}
+    assert Recorder.seen == ["parse", "validate", "execute"]
