@@ -7,10 +7,11 @@ Scenarios (8 fields: id externalId firstName lastName country locale timezone cr
 
 A temp database is migrated and seeded through the users service, a token minted, the app served by
 uvicorn in a subprocess and driven by ``wrk`` (or ``bench/loadgen.py``) from another process,
-alternating GraphQL and raw in every round. The ratio reported is the median of the per-round
-ratios of requests per second (GraphQL / raw).
+alternating GraphQL and raw in every round (which goes first alternates too). The ratio reported is
+the median of the per-round ratios of requests per second (GraphQL / raw): on a noisy machine short
+adjacent windows compare better than long ones.
 
-    .venv/bin/python bench/graphql_users.py                 # SQLite, 5 rounds x 10 s
+    .venv/bin/python bench/graphql_users.py                 # SQLite, 10 rounds x 5 s
     .venv/bin/python bench/graphql_users.py --database postgres
     .venv/bin/python bench/graphql_users.py --quick         # a few seconds, for CI
     .venv/bin/python bench/graphql_users.py --scenario list --profile /tmp/list.txt  # + py-spy
@@ -55,8 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--users", type=int, help="users to seed (default 2000; 300 with --quick)")
     p.add_argument("--first", type=int, default=100, help="page size of the list scenario")
-    p.add_argument("--rounds", type=int, help="alternating rounds (default 5; 1 with --quick)")
-    p.add_argument("--duration", type=float, help="seconds per run (default 10; 0.5 with --quick)")
+    p.add_argument("--rounds", type=int, help="alternating rounds (default 10; 1 with --quick)")
+    p.add_argument("--duration", type=float, help="seconds per run (default 5; 0.5 with --quick)")
     p.add_argument("--connections", type=int, default=8, help="concurrent connections")
     p.add_argument(
         "--warmup", type=float, help="seconds of warm-up per target (default 2; 0 quick)"
@@ -80,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.users = args.users or (300 if args.quick else 2000)
-    args.rounds = args.rounds or (1 if args.quick else 5)
-    args.duration = args.duration or (0.5 if args.quick else 10.0)
+    args.rounds = args.rounds or (1 if args.quick else 10)
+    args.duration = args.duration or (0.5 if args.quick else 5.0)
     if args.warmup is None:
         args.warmup = 0.0 if args.quick else 2.0
     if args.users <= args.first:
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         common.log(f"seeding {args.users} users on {args.database} ...")
         asyncio.run(common.seed_users(benv, args.users))
+        asyncio.run(common.analyze(benv))
         token = asyncio.run(common.mint_token(benv, "users:read"))
         with common.server(benv, app_dir=args.app_dir) as srv:
             pairs: dict[str, tuple[Target, Target]] = {}
