@@ -55,8 +55,19 @@ def test_upsert_users_quick(database: str, postgres_url: str | None) -> None:
         assert re.search(rf"^ratio {way} / bare insert \({database}\): \d+\.\d+", out, re.M), out
 
 
+def test_inprocess_quick() -> None:
+    out = quick("inprocess.py")
+    assert re.search(r"^ratio users\(first: 100\) graphql/raw \(in-process\): \d+\.\d+", out, re.M)
+    assert re.search(r"^ratio user\(id\) graphql/raw \(in-process\): \d+\.\d+", out, re.M)
+
+
+def test_execution_quick() -> None:
+    out = quick("execution.py")
+    assert re.search(r"^per extra field \d+\.\d+ us; per extra row", out, re.M), out
+
+
 def test_help() -> None:
-    for script in ("graphql_users.py", "upsert_users.py"):
+    for script in ("graphql_users.py", "upsert_users.py", "inprocess.py", "execution.py"):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "bench" / script), "--help"],
             capture_output=True,
@@ -64,4 +75,4 @@ def test_help() -> None:
             timeout=60,
             cwd=ROOT,
         )
-        assert proc.returncode == 0 and "--quick" in proc.stdout and "--database" in proc.stdout
+        assert proc.returncode == 0 and "--quick" in proc.stdout, proc.stdout
