@@ -9,6 +9,7 @@ Each run creates its own PostgreSQL database and Redis key prefix and removes th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -279,3 +280,15 @@ def precis(tmp_path: Path, database: Path, keys_dir: Path) -> Precis:
         )
 
     return run
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app with changed settings (prod mode, other limits, Redis), as its own process would be."""
+    from api.app import create_app
+
+    app = create_app(settings.model_copy(update=changes))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            yield c

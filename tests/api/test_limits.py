@@ -3,30 +3,17 @@ server stays up, and nothing is written."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from domain.settings import ConfigurationError, Settings
-from tests.conftest import Api, count_rows
+from tests.conftest import Api, count_rows, serve
 
 W = "users:write users:read"
 UPSERT_ONE = 'upsertUsers(input: {users: [{externalId: "x-%d"}]}) { errors { code } }'
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from api.app import create_app
-
-    app = create_app(settings.model_copy(update=changes))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
-            yield c
 
 
 async def still_up(api: Api) -> None:

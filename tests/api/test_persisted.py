@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from domain.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, serve
 
 QUERY = "{ users(first: 1) { totalCount } }"
 DIGEST = hashlib.sha256(QUERY.encode()).hexdigest()
@@ -62,17 +60,6 @@ async def test_persisted_queries_still_need_a_token(api: Api) -> None:
     await post(api.client, token, {"query": QUERY, "extensions": apq()})
     response = await api.client.post("/graphql", json={"extensions": apq()})
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from api.app import create_app
-
-    app = create_app(settings.model_copy(update=changes))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
-            yield c
 
 
 async def test_redis_shares_documents_between_processes(
