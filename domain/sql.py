@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -90,3 +91,30 @@ async def replace_tags(
     )
     rows = [{owner: pk, "tag": t} for pk, tags in tagged for t in tags]
     await insert_ignoring_conflicts(session, tags_table, rows)
+
+
+async def rows_by(session: AsyncSession, column: Any, values: Sequence[Any]) -> dict[Any, Any]:
+    """Entities whose ``column`` is in ``values``, keyed by that column's value."""
+    if not values:
+        return {}
+    model = column.class_
+    rows = await session.scalars(select(model).where(column.in_(values)))
+    return {getattr(row, column.key): row for row in rows}
+
+
+async def tags_by_owner(
+    session: AsyncSession, tag_model: type[SQLModel], owner: str, ids: Sequence[int]
+) -> dict[int, list[str]]:
+    """Each owner's tags, sorted in Python (the same order whatever the database collation)."""
+    result: dict[int, list[str]] = defaultdict(list)
+    if not ids:
+        return result
+    tags_table = table(tag_model)
+    rows = await session.execute(
+        select(tags_table.c[owner], tags_table.c.tag).where(tags_table.c[owner].in_(ids))
+    )
+    for owner_id, tag in rows:
+        result[owner_id].append(tag)
+    for tags in result.values():
+        tags.sort()
+    return result

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from domain.catalog.models import Category, Product, ProductTag
-from domain.sql import count_matching, keyset_page
+from domain.sql import count_matching, keyset_page, rows_by, tags_by_owner
 
 PATH_SEPARATOR = " > "
 
@@ -82,33 +82,15 @@ async def count(session: AsyncSession, flt: ProductFilter) -> int:
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Product]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Product).where(col(Product.id).in_(ids)))
-    return {row.id: row for row in rows if row.id is not None}
+    return await rows_by(session, col(Product.id), ids)
 
 
 async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Product]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Product).where(col(Product.external_id).in_(ids)))
-    return {row.external_id: row for row in rows}
+    return await rows_by(session, col(Product.external_id), ids)
 
 
 async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[str]]:
-    result: dict[int, list[str]] = defaultdict(list)
-    if not ids:
-        return result
-    rows = await session.execute(
-        select(col(ProductTag.product_id), col(ProductTag.tag)).where(
-            col(ProductTag.product_id).in_(ids)
-        )
-    )
-    for product_id, tag in rows:
-        result[product_id].append(tag)
-    for tags in result.values():
-        tags.sort()  # in Python: the same order whatever the database collation
-    return result
+    return await tags_by_owner(session, ProductTag, "product_id", ids)
 
 
 def _by_path(session: AsyncSession) -> Any:

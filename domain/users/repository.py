@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +10,7 @@ from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from domain.sql import count_matching, keyset_page
+from domain.sql import count_matching, keyset_page, rows_by, tags_by_owner
 from domain.users.models import Customer, CustomerTag
 
 
@@ -55,28 +54,12 @@ async def count(session: AsyncSession, flt: UserFilter) -> int:
 
 
 async def by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Customer]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Customer).where(Customer.id.in_(ids)))  # type: ignore[union-attr]
-    return {row.id: row for row in rows if row.id is not None}
+    return await rows_by(session, col(Customer.id), ids)
 
 
 async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, Customer]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Customer).where(Customer.external_id.in_(ids)))  # type: ignore[attr-defined]
-    return {row.external_id: row for row in rows}
+    return await rows_by(session, col(Customer.external_id), ids)
 
 
 async def tags_for(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[str]]:
-    result: dict[int, list[str]] = defaultdict(list)
-    if not ids:
-        return result
-    rows = await session.execute(
-        select(col(CustomerTag.customer_id), col(CustomerTag.tag))
-        .where(col(CustomerTag.customer_id).in_(ids))
-        .order_by(col(CustomerTag.customer_id), col(CustomerTag.tag))
-    )
-    for customer_id, tag in rows:
-        result[customer_id].append(tag)
-    return result
+    return await tags_by_owner(session, CustomerTag, "customer_id", ids)
