@@ -3,18 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck schema-check migrations-check pytest bench clean
+.PHONY: lock run test lint typecheck schema-check migrations-check pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e . --config-settings editable_mode=lenient
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e . --config-settings editable_mode=lenient
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=lenient
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' --config-settings editable_mode=lenient
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -48,3 +48,9 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Re-resolve every dependency to its newest release and record the exact versions.
+lock:
+	rm -rf /tmp/precis-lock && $(PYTHON) -m venv /tmp/precis-lock
+	/tmp/precis-lock/bin/pip install --quiet -e '.[dev]' --config-settings editable_mode=lenient
+	(echo '# Exact versions CI and `make` install (pip -c): upgrade deliberately with `make lock`.'; /tmp/precis-lock/bin/pip freeze --exclude-editable) > constraints.txt

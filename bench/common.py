@@ -70,7 +70,7 @@ class BenchEnv:
             database_url=self.database_url,
             redis_url=None,
             _env_file=None,  # type: ignore[call-arg]
-            **self.secrets,
+            **self.secrets,  # type: ignore[arg-type]
         )
 
     def server_environ(self, app_dir: Path = REPO) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import strawberry
@@ -66,7 +66,7 @@ def good(n: int) -> Item:
         on=n % 2 == 0,
         when=dt.datetime(2024, 1, n % 28 + 1, tzinfo=dt.UTC),
         colour=Colour.RED if n % 2 else Colour.BLUE,
-        data={"n": n, "list": [1, 2]},
+        data=cast(Any, {"n": n, "list": [1, 2]}),
         maybe=None if n % 3 else "x",
         ident=strawberry.ID(f"I{n}"),
     )
@@ -150,7 +150,7 @@ async def test_same_answers_with_middleware(query: str) -> None:
 
 async def test_fast_path_is_taken_for_plain_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
     _, fast = schemas()
-    plans = fast.execution_context_class.plans  # type: ignore[attr-defined]
+    plans = fast.execution_context_class.plans  # type: ignore[union-attr, attr-defined]
     assert set(plans["Item"]) == {
         "name",
         "count",

@@ -170,6 +170,7 @@ async def test_forged_expired_and_malformed_tokens(api: Api, settings) -> None: 
 
     keys = build_keys(settings)
     real = keys.signing.get_by_kid(keys.signing_kid)
+    assert isinstance(real, RSAKey)
     now = int(time.time())
     good = {
         "iss": "http://127.0.0.1:8000",

@@ -33,6 +33,7 @@ def item(**extra: Any) -> dict[str, Any]:
 async def test_upsert_with_every_key(db: Database) -> None:
     async with db.unit_of_work() as session:
         [row] = await service.upsert_products(session, [item()])
+        assert row.id is not None
         assert (row.external_id, row.title, row.brand, row.price, row.currency, row.stock) == (
             "sku-1",
             "Linen Shirt",
@@ -42,7 +43,7 @@ async def test_upsert_with_every_key(db: Database) -> None:
             12,
         )
         assert row.attributes == {"size": ["S", "M"]}
-        assert (await repository.tags_for(session, [row.id]))[row.id] == ["summer"]  # type: ignore[list-item]
+        assert (await repository.tags_for(session, [row.id]))[row.id] == ["summer"]
     async with db.unit_of_work() as session:
         [same] = await service.upsert_products(
             session, [item(price=12, active=False, tags=None, brand="", description=None)]
@@ -54,7 +55,7 @@ async def test_upsert_with_every_key(db: Database) -> None:
             None,
             "",
         )
-        assert (await repository.tags_for(session, [row.id])).get(row.id, []) == []  # type: ignore[arg-type]
+        assert (await repository.tags_for(session, [row.id])).get(row.id, []) == []
     assert await count_rows(db, "product") == 1
     assert await count_rows(db, "category") == 2
     async with db.unit_of_work() as session:
