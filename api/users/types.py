@@ -24,7 +24,13 @@ def _pii(info: Info, root: Customer, column: str, mask: Any) -> str | None:
         return None
     keys: Keys = info.context.services.keys
     value = keys.decrypt(encrypted)
-    return value if info.context.has("users:pii") else mask(value)
+    ctx = info.context
+    principal = ctx.principal
+    # Unmasked for users:pii, and for a shopper token reading its own customer; both are audited.
+    if ctx.has("users:pii") or (principal is not None and principal.customer_id == root.id):
+        ctx.audit_read("User", root.id, column.removesuffix("_encrypted"))
+        return value
+    return mask(value)
 
 
 @fast_resolver
