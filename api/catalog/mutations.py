@@ -11,6 +11,7 @@ from api.catalog.queries import find_product
 from api.catalog.types import Product
 from api.errors import error_type, to_errors
 from api.inputs import provided
+from domain.audit import service as audit
 from domain.catalog import service
 from domain.errors import DomainError
 
@@ -110,6 +111,14 @@ class CatalogMutations:
             return UpsertProductsPayload(
                 products=[], errors=to_errors(UpsertProductsError, UpsertProductsErrorCode, exc)
             )
+        actor = info.context.actor
+        await audit.record_many(
+            info.context.session,
+            [
+                audit.entry(actor, "product.upsert", "Product", row.id, fields=list(item))
+                for row, item in zip(rows, items, strict=True)
+            ],
+        )
         return UpsertProductsPayload(products=rows, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(
@@ -128,4 +137,7 @@ class CatalogMutations:
             return ArchiveProductPayload(
                 product=None, errors=to_errors(ArchiveProductError, ArchiveProductErrorCode, exc)
             )
+        await audit.record(
+            info.context.session, info.context.actor, "product.archive", "Product", row.id
+        )
         return ArchiveProductPayload(product=row, errors=[])  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from api.errors import error_type, to_errors
 from api.inputs import provided
 from api.users.queries import find_user, user_pk
 from api.users.types import User
+from domain.audit import service as audit
 from domain.errors import DomainError
 from domain.users import service
 
@@ -45,6 +46,11 @@ TagUsersError, TagUsersErrorCode = error_type(
     ["INVALID", "REQUIRED", "TOO_MANY", "INVALID_TAG", "NOT_FOUND"],
     "Why tagUsers or untagUsers was refused.",
 )
+
+
+def _written(fields: dict[str, object]) -> list[str]:
+    """The names of the fields a write sets (the audit log never holds values)."""
+    return [name for name in fields if name != "external_id"]
 
 
 @strawberry.input
@@ -118,6 +124,16 @@ async def _tag(info: Info, input: TagUsersInput, *, add: bool) -> TagUsersPayloa
         return TagUsersPayload(users=[], errors=to_errors(TagUsersError, TagUsersErrorCode, exc))
     from domain.users import repository
 
+    actor = info.context.actor
+    await audit.record_many(
+        info.context.session,
+        [
+            audit.entry(
+                actor, "user.tag" if add else "user.untag", "User", pk, details={"tags": input.tags}
+            )
+            for pk in found
+        ],
+    )
     rows = await repository.by_ids(info.context.session, found)
     return TagUsersPayload(users=[rows[i] for i in found], errors=[])  # type: ignore[misc]
 
@@ -138,6 +154,14 @@ class UserMutations:
             return UpsertUsersPayload(
                 users=[], errors=to_errors(UpsertUsersError, UpsertUsersErrorCode, exc)
             )
+        actor = info.context.actor
+        await audit.record_many(
+            info.context.session,
+            [
+                audit.entry(actor, "user.upsert", "User", row.id, fields=_written(item))
+                for row, item in zip(rows, items, strict=True)
+            ],
+        )
         return UpsertUsersPayload(users=rows, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[RequireScopes("users:write")])
@@ -154,6 +178,14 @@ class UserMutations:
             return UpdateUserPayload(
                 user=None, errors=to_errors(UpdateUserError, UpdateUserErrorCode, exc)
             )
+        await audit.record(
+            info.context.session,
+            info.context.actor,
+            "user.update",
+            "User",
+            row.id,
+            fields=_written(fields),
+        )
         return UpdateUserPayload(user=row, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[RequireScopes("users:write")])
