@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from domain.audit import service as audit
+from domain.audit.service import Actor
 from domain.settings import ConfigurationError, get_settings
 
 T = TypeVar("T")
@@ -25,6 +27,19 @@ app = typer.Typer(
 )
 clients_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo storefront data.", no_args_is_help=True)
+
+
+def _cli_actor() -> Actor:
+    """Audit identity of whoever runs the CLI on the server (the OS user)."""
+    import getpass
+
+    try:
+        who = getpass.getuser()
+    except Exception:  # no user name in some containers
+        who = "unknown"
+    return Actor(client_id="precis-cli", subject=f"os:{who}")
+
+
 import_app = typer.Typer(
     help="Import users or products from CSV or JSON Lines.", no_args_is_help=True
 )
@@ -131,9 +146,18 @@ def clients_create(
         db = _db()
         try:
             async with db.unit_of_work() as session:
-                return await service.create_client(
+                made = await service.create_client(
                     session, name=name, scopes=scopes, grant_types=grants
                 )
+                await audit.record(
+                    session,
+                    _cli_actor(),
+                    "client.create",
+                    "OAuthClient",
+                    made.client.id,
+                    details={"scopes": made.client.scopes, "grant_types": grants},
+                )
+                return made
         finally:
             await db.dispose()
 
@@ -200,6 +224,9 @@ def clients_disable(
         try:
             async with db.unit_of_work() as session:
                 await service.disable_client(session, client_id)
+                await audit.record(
+                    session, _cli_actor(), "client.disable", "OAuthClient", client_id
+                )
         finally:
             await db.dispose()
 
