@@ -30,7 +30,8 @@ from api.schema import build_schema
 from domain.db import Database
 from domain.keys import Keys, build_keys
 from domain.settings import Settings, get_settings
-from jobs.queue import ArqQueue, Queue, make_queue
+from jobs.queue import ArqQueue, InProcessQueue, Queue, make_queue
+from jobs.schedule import InProcessScheduler
 
 log = logging.getLogger("precis.api")
 READY_TIMEOUT = 2.0  # seconds each readiness check may take
@@ -188,10 +189,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services = Services(settings, db, keys, verifier, auth, queue, persisted)
         graphql.services = services
         app.state.services = services
+        scheduler = None
+        if isinstance(queue, InProcessQueue) and settings.scheduler == "auto":
+            scheduler = InProcessScheduler(queue)
+            scheduler.start()
+        app.state.scheduler = scheduler
         freeze_startup_heap()
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             await queue.close()
             await db.dispose()
 

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         None, description="Secret for keyed hashes of email and phone; required in prod."
     )
     access_token_ttl: int = Field(900, ge=60, le=86400, description="Access-token lifetime (s).")
+    shopper_token_ttl: int = Field(
+        900,
+        ge=60,
+        le=86400,
+        description="Shopper-token lifetime (s), token exchange; capped at access_token_ttl.",
+    )
     auth_cache_seconds: float = Field(
         1.0,
         ge=0,
@@ -53,8 +59,33 @@ class Settings(BaseSettings):
     max_aliases: int = Field(30, description="Most aliases in one document.")
     max_tokens: int = Field(2_000, description="Most lexical tokens in one document.")
     max_cost: int = Field(50_000, description="Highest query cost (`first` multiplies).")
+    scheduler: Literal["auto", "off"] = Field(
+        "auto",
+        description="`auto`: recurring jobs run in the API process when no Redis is configured "
+        "(with Redis, `precis worker` runs them); `off`: never in the API process.",
+    )
     statement_timeout_ms: int = Field(15_000, description="PostgreSQL statement timeout.")
     db_pool_size: int = Field(10, description="Connections per API process (PostgreSQL).")
+    event_retention_days: int = Field(
+        395, ge=1, description="Raw events older than this are rolled up into daily aggregates."
+    )
+    event_max_age_days: int = Field(
+        395, ge=1, description="Events that occurred longer ago than this are rejected."
+    )
+    event_max_future_seconds: int = Field(
+        600, ge=0, description="Events stamped further ahead than this (clock skew) are rejected."
+    )
+    event_properties_max_bytes: int = Field(
+        4096, ge=64, description="Largest `properties` object of one event (compact JSON bytes)."
+    )
+    analytics_consent_default: bool = Field(
+        True,
+        description="Whether a shopper with no `analytics` consent record counts as consenting.",
+    )
+    privacy_due_days: int = Field(
+        30, ge=1, le=90, description="Days to answer a privacy request (GDPR: one month)."
+    )
+    export_ttl_days: int = Field(7, ge=1, le=90, description="Days a data export can be fetched.")
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

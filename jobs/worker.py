@@ -8,6 +8,7 @@ from arq.connections import RedisSettings
 
 from domain.db import Database
 from domain.settings import get_settings
+from jobs.schedule import cron_jobs
 from jobs.tasks import TASKS
 
 
@@ -28,6 +29,7 @@ def redis_settings() -> RedisSettings:
 
 class WorkerSettings:
     functions: ClassVar[list[Any]] = list(TASKS)
+    cron_jobs: ClassVar[list[Any]] = cron_jobs()
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = redis_settings()

@@ -128,6 +128,7 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
         database_url=database_url,
         redis_url=None,
         auth_cache_seconds=0,
+        scheduler="off",
         _env_file=None,  # type: ignore[call-arg]
     )
 
