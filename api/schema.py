@@ -20,6 +20,7 @@ from api import execution
 from api.auth.permissions import Forbidden, Unauthenticated
 from api.catalog.mutations import CatalogMutations
 from api.catalog.queries import CatalogQueries
+from api.consents.mutations import ConsentMutations
 from api.ids import BadId, decode_id
 from api.limits import Limits
 from api.relay import Node
@@ -125,7 +126,7 @@ class NodeQueries:
 
 
 Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQueries))
-Mutation = merge_types("Mutation", (UserMutations, CatalogMutations))
+Mutation = merge_types("Mutation", (UserMutations, CatalogMutations, ConsentMutations))
 
 
 class _NoHooks:

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from api.consents.types import UserConsents
 from api.execution import fast_resolver
 from api.ids import encode_id
 from api.relay import Node
@@ -75,6 +76,11 @@ class User(Node):
     async def tags(root: Customer, info: Info) -> list[str]:
         result: list[str] = await info.context.loader("user_tags", tags_loader).load(root.id)
         return result
+
+    @strawberry.field(description="Consent per purpose: current state and history.")
+    @staticmethod
+    def consents(root: Customer) -> UserConsents:
+        return UserConsents(customer_id=root.id or 0)
 
     @classmethod
     def is_type_of(cls, obj: Any, info: Info) -> bool:

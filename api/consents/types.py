@@ -1,0 +1,171 @@
+"""Consent types shared by ``setConsents``, ``me { setConsents }`` and ``User.consents``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from api.errors import error_type
+from api.ids import encode_id
+from api.relay import Connection, check_first, connection, parse_after
+from domain.consents import service
+from domain.consents.models import PURPOSES, Consent
+
+if TYPE_CHECKING:
+    from api.context import Context
+
+ConsentPurpose = strawberry.enum(
+    Enum("ConsentPurpose", {p.upper(): p for p in PURPOSES}),  # type: ignore[misc]
+    description="What a shopper consents to (or refuses).",
+)
+
+SetConsentsError, SetConsentsErrorCode = error_type(
+    "SetConsents",
+    [
+        "INVALID",
+        "REQUIRED",
+        "TOO_LONG",
+        "TOO_MANY",
+        "UNKNOWN_FIELD",
+        "INVALID_PURPOSE",
+        "DUPLICATE",
+        "NOT_FOUND",
+    ],
+    "Why setConsents was refused; `index` is the consent item's position.",
+)
+
+
+@strawberry.input(description="One consent decision; appended to the purpose's history.")
+class ConsentInput:
+    purpose: ConsentPurpose  # type: ignore[valid-type]
+    granted: bool
+    source: str = strawberry.field(
+        description="Where the decision was made, e.g. checkout, cookie_banner, app_settings."
+    )
+    policy_version: str = strawberry.field(description="The privacy policy version shown.")
+
+
+def consent_items(inputs: Sequence[ConsentInput]) -> list[dict[str, Any]]:
+    """``ConsentInput``s as the dicts ``domain.consents.service.set_consents`` takes."""
+    return [
+        {
+            "purpose": i.purpose.value,
+            "granted": i.granted,
+            "source": i.source,
+            "policy_version": i.policy_version,
+        }
+        for i in inputs
+    ]
+
+
+@strawberry.type(description="One recorded consent decision (history is append-only).")
+class ConsentRecord:
+    granted: bool
+    source: str
+    policy_version: str
+    recorded_at: datetime
+
+    @strawberry.field
+    @staticmethod
+    def id(root: Consent) -> strawberry.ID:
+        return strawberry.ID(encode_id("Consent", root.id or 0))
+
+    @strawberry.field
+    @staticmethod
+    def purpose(root: Consent) -> ConsentPurpose:  # type: ignore[valid-type]
+        return ConsentPurpose(root.purpose)
+
+    @strawberry.field(description="The OAuth client that recorded it.")
+    @staticmethod
+    def recorded_by_client_id(root: Consent) -> str:
+        return root.actor_client_id
+
+
+@strawberry.type(description="The current state of one purpose: its latest record.")
+class ConsentState:
+    purpose: ConsentPurpose  # type: ignore[valid-type]
+    recorded: bool = strawberry.field(description="False if no decision was ever recorded.")
+    granted: bool = strawberry.field(description="False when not recorded (no consent).")
+    since: datetime | None = strawberry.field(description="When the latest record was made.")
+    source: str | None
+    policy_version: str | None
+
+
+def states(by_purpose: dict[str, Consent]) -> list[ConsentState]:
+    out = []
+    for p in PURPOSES:
+        c = by_purpose.get(p)
+        out.append(
+            ConsentState(
+                purpose=ConsentPurpose(p),
+                recorded=c is not None,
+                granted=bool(c and c.granted),
+                since=c.recorded_at if c else None,
+                source=c.source if c else None,
+                policy_version=c.policy_version if c else None,
+            )
+        )
+    return out
+
+
+def current_loader(ctx: Context) -> DataLoader[int, dict[str, Consent]]:
+    async def load(ids: Sequence[int]) -> list[dict[str, Consent]]:
+        found = await service.current(ctx.session, ids)
+        return [found.get(i, {}) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
+@strawberry.type(description="A shopper's consents: the current state per purpose and history.")
+class UserConsents:
+    customer_id: strawberry.Private[int]
+
+    @strawberry.field(description="Every purpose, in a fixed order, recorded or not.")
+    async def current(self, info: Info) -> list[ConsentState]:
+        found = await info.context.loader("consents_current", current_loader).load(self.customer_id)
+        return states(found)
+
+    @strawberry.field(description="Whether the purpose is currently granted.")
+    async def granted(self, info: Info, purpose: ConsentPurpose) -> bool:  # type: ignore[valid-type]
+        found = await info.context.loader("consents_current", current_loader).load(self.customer_id)
+        c = found.get(purpose.value)
+        return bool(c and c.granted)
+
+    @strawberry.field(description="Every record, newest first.")
+    async def history(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        purpose: ConsentPurpose | None = None,  # type: ignore[valid-type]
+    ) -> Connection[ConsentRecord]:
+        check_first(first)
+        cursor = parse_after(after)
+        session = info.context.session
+        p = purpose.value if purpose is not None else None
+        rows = await service.history_page(
+            session, self.customer_id, purpose=p, first=first, after=cursor
+        )
+        return connection(
+            rows,
+            first=first,
+            after=cursor,
+            count=lambda: service.history_count(session, self.customer_id, p),
+        )
+
+
+@strawberry.type
+class SetConsentsPayload:
+    consents: list[ConsentRecord] = strawberry.field(
+        description="The records written, in input order; empty if any item failed."
+    )
+    state: UserConsents | None = strawberry.field(
+        description="The shopper's consents after the change; null if refused."
+    )
+    errors: list[SetConsentsError]  # type: ignore[valid-type]
