@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,9 @@ BUILTIN_TYPES = (
     "message_open",
     "message_click",
 )
+# Custom types are namespaced, so a misspelt built-in ("veiw") is refused instead of becoming a
+# custom type silently: "custom:" then 1-57 lowercase letters, digits or _ . -
+CUSTOM_TYPE = re.compile(r"^custom:[a-z0-9][a-z0-9_.-]{0,56}$")
 
 
 class Event(SQLModel, table=True):

@@ -1,0 +1,639 @@
+"""Ingesting behaviour events and merging anonymous visitors into customers.
+
+``track_events`` takes up to ``MAX_BATCH`` items. Unlike user upserts, a batch is NOT all-or-nothing:
+each valid item is stored, each invalid one is rejected with its index, because events are a
+stream a client cannot easily resend in part. Only a batch that breaks a rule of the whole call
+(too many items, a shopper token naming another user) is refused outright, with nothing stored.
+
+A repeated ``client_event_id`` (from an earlier call, earlier in the same batch, or a concurrent
+call) is counted as a duplicate and stored once: the insert is ``ON CONFLICT DO NOTHING``.
+
+Per call the work is a fixed number of statements, whatever the batch size: customers, products
+and identity links looked up as sets, one consent query, one insert with many parameter sets, one
+profile upsert and one audit entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import pycountry
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.audit import service as audit
+from domain.audit.service import Actor
+from domain.catalog.models import Product
+from domain.columns import utcnow
+from domain.consents.policy import analytics_withheld
+from domain.errors import DomainError, FieldError
+from domain.events.models import BUILTIN_TYPES, CUSTOM_TYPE, Event, IdentityLink
+from domain.orders.models import Order
+from domain.profiles import live
+from domain.settings import Settings
+from domain.sql import insert_for, table
+from domain.users.models import Customer
+
+MAX_BATCH = 500
+MAX_ID = 2**63 - 1
+MAX_QUERY = 256
+BUILTIN = frozenset(BUILTIN_TYPES)
+NEEDS_PRODUCT = frozenset({"view", "add_to_cart", "remove_from_cart", "favorite", "review"})
+MESSAGE_TYPES = frozenset({"message_open", "message_click"})
+
+FIELDS = {
+    "client_event_id": "clientEventId",
+    "type": "type",
+    "user_id": "userId",
+    "user_external_id": "userExternalId",
+    "anonymous_id": "anonymousId",
+    "product_external_id": "productExternalId",
+    "properties": "properties",
+    "value": "value",
+    "currency": "currency",
+    "channel": "channel",
+    "campaign_id": "campaignId",
+    "message_id": "messageId",
+    "rating": "rating",
+    "query": "query",
+    "occurred_at": "occurredAt",
+    # For internal callers (orders yield purchase events); not in the GraphQL input.
+    "order_id": "orderId",
+}
+CENT = Decimal("0.01")
+MAX_VALUE = Decimal("10000000000")
+
+
+@dataclass(slots=True)
+class TrackResult:
+    """``accepted`` events were stored now; ``duplicates`` were valid but already stored (or
+    repeated in the batch); ``rejected`` items are invalid (see ``errors``); ``unlinked`` counts the
+    accepted events stored without a link to their shopper (no analytics consent).
+    ``accepted + duplicates + rejected`` is the number of items."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    unlinked: int = 0
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IdentifyResult:
+    customer_id: int
+    anonymous_id: str
+    created: bool
+    events_moved: int = 0
+    events_unlinked: int = 0
+    orders_moved: int = 0
+
+
+@lru_cache(maxsize=1)
+def _currencies() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, message: str, name: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
+
+
+def _short_text(value: Any, name: str, max_length: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > max_length or value.isspace():
+        raise _Bad("INVALID", f"{FIELDS[name]} must be 1-{max_length} characters", name)
+    return value
+
+
+def _pk(value: Any, name: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise _Bad("INVALID_ID", f"{FIELDS[name]} must be a positive integer id", name)
+    return value
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad("INVALID_TIME", "occurredAt must be ISO 8601", "occurred_at") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise _Bad("INVALID_TIME", "occurredAt needs a time zone offset", "occurred_at")
+    return value.astimezone(UTC)
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise _Bad("INVALID_VALUE", f"not a decimal amount: {value!r}", "value") from None
+    if not amount.is_finite() or amount < 0 or amount >= MAX_VALUE:
+        raise _Bad("INVALID_VALUE", "value must be between 0 and 9,999,999,999.99", "value")
+    quantized = amount.quantize(CENT)
+    if quantized != amount:
+        raise _Bad("INVALID_VALUE", "value has more than two decimal places", "value")
+    return quantized
+
+
+def _properties(value: Any, max_bytes: int) -> dict[str, Any]:
+    if isinstance(value, str):  # importers read JSON from a text column
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise _Bad(
+                "INVALID_PROPERTIES", "properties must be a JSON object", "properties"
+            ) from None
+    if not isinstance(value, dict):
+        raise _Bad("INVALID_PROPERTIES", "properties must be a JSON object", "properties")
+    if not value:
+        return {}
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        raise _Bad("INVALID_PROPERTIES", "properties must be plain JSON", "properties") from None
+    if size > max_bytes:
+        raise _Bad("TOO_LARGE", f"properties exceed {max_bytes} bytes as JSON", "properties")
+    return value
+
+
+@dataclass(slots=True)
+class _Item:
+    """One item that passed the checks that need no database."""
+
+    index: int
+    row: dict[str, Any]
+    user_id: int | None
+    user_external_id: str | None
+    product_external_id: str | None
+    rating: int | None
+
+
+def _clean(
+    index: int, item: Mapping[str, Any], settings: Settings, now: datetime, source: str
+) -> tuple[_Item | None, list[FieldError]]:
+    """Check one item on its own; returns it (or None) and its errors."""
+    errors: list[FieldError] = []
+
+    def bad(code: str, message: str, name: str) -> None:
+        errors.append(FieldError(code, message, ("events", str(index), FIELDS[name]), index))
+
+    for name in item:
+        if name not in FIELDS:
+            errors.append(
+                FieldError(
+                    "UNKNOWN_FIELD", f"unknown field {name}", ("events", str(index), name), index
+                )
+            )
+    get = item.get
+    row: dict[str, Any] = {
+        "client_event_id": None,
+        "customer_id": None,
+        "anonymous_id": None,
+        "type": None,
+        "product_id": None,
+        "properties": {},
+        "value": None,
+        "currency": None,
+        "channel": None,
+        "campaign_id": None,
+        "message_id": None,
+        "order_id": None,
+        "source_client_id": source,
+        "occurred_at": now,
+        "received_at": now,
+    }
+    user_id = user_ext = product_ext = rating = query = None
+    try:
+        row["client_event_id"] = _short_text(get("client_event_id"), "client_event_id", 128)
+    except _Bad as exc:
+        bad("REQUIRED" if get("client_event_id") is None else exc.code, str(exc), exc.name)
+    kind = get("type")
+    if kind is None:
+        bad("REQUIRED", "type is required", "type")
+    elif not isinstance(kind, str) or (kind not in BUILTIN and not CUSTOM_TYPE.match(kind)):
+        bad(
+            "INVALID_TYPE",
+            f"unknown event type {str(kind)[:64]!r}: a built-in type or custom:<name>",
+            "type",
+        )
+        kind = None
+    row["type"] = kind
+    checks: list[tuple[str, Any]] = []
+    for name in ("user_id", "campaign_id", "message_id", "order_id"):
+        if get(name) is not None:
+            checks.append((name, _pk))
+    for name, fn in checks:
+        try:
+            value = fn(get(name), name)
+        except _Bad as exc:
+            bad(exc.code, str(exc), exc.name)
+            continue
+        if name == "user_id":
+            user_id = value
+        else:
+            row[name] = value
+    try:
+        if get("user_external_id") is not None:
+            user_ext = _short_text(get("user_external_id"), "user_external_id", 128)
+        if get("anonymous_id") is not None:
+            row["anonymous_id"] = _short_text(get("anonymous_id"), "anonymous_id", 128)
+    except _Bad as exc:
+        bad(exc.code, str(exc), exc.name)
+    if user_id is not None and user_ext is not None:
+        bad("INVALID", "give userId or userExternalId, not both", "user_external_id")
+    try:
+        if get("product_external_id") is not None:
+            product_ext = _short_text(get("product_external_id"), "product_external_id", 128)
+    except _Bad as exc:
+        bad(exc.code, str(exc), exc.name)
+    raw_props = get("properties")
+    if raw_props is not None:
+        try:
+            row["properties"] = _properties(raw_props, settings.event_properties_max_bytes)
+        except _Bad as exc:
+            bad(exc.code, str(exc), exc.name)
+    value, currency = get("value"), get("currency")
+    if value is not None:
+        try:
+            row["value"] = _money(value)
+        except _Bad as exc:
+            bad(exc.code, str(exc), exc.name)
+    if currency is not None:
+        code = currency.upper() if isinstance(currency, str) else None
+        if code is None or code not in _currencies():
+            bad("INVALID_CURRENCY", f"unknown ISO 4217 currency {str(currency)[:8]!r}", "currency")
+        else:
+            row["currency"] = code
+    if (value is None) != (currency is None):
+        missing = "currency" if currency is None else "value"
+        bad("REQUIRED", "value and currency go together", missing)
+    channel = get("channel")
+    if channel is not None:
+        try:
+            row["channel"] = _short_text(channel, "channel", 32).lower()
+        except _Bad as exc:
+            bad(exc.code, str(exc), exc.name)
+    raw_rating = get("rating")
+    if raw_rating is not None:
+        if isinstance(raw_rating, str) and raw_rating.isdigit():
+            raw_rating = int(raw_rating)
+        if (
+            isinstance(raw_rating, bool)
+            or not isinstance(raw_rating, int)
+            or not 1 <= raw_rating <= 5
+        ):
+            bad("INVALID_RATING", "rating must be a whole number from 1 to 5", "rating")
+        elif kind is not None and kind != "review":
+            bad("INVALID", "rating is only for review events", "rating")
+        else:
+            rating = raw_rating
+    raw_query = get("query")
+    if raw_query is not None:
+        if kind is not None and kind != "search":
+            bad("INVALID", "query is only for search events", "query")
+        else:
+            try:
+                query = _short_text(raw_query, "query", MAX_QUERY).strip()
+            except _Bad as exc:
+                bad(exc.code, str(exc), exc.name)
+    occurred = get("occurred_at")
+    if occurred is not None:
+        try:
+            at = _when(occurred)
+        except _Bad as exc:
+            bad(exc.code, str(exc), exc.name)
+        else:
+            if at > now + timedelta(seconds=settings.event_max_future_seconds):
+                bad("TOO_NEW", "occurredAt is too far in the future", "occurred_at")
+            elif at < now - timedelta(days=settings.event_max_age_days):
+                bad(
+                    "TOO_OLD",
+                    f"occurredAt is older than {settings.event_max_age_days} days",
+                    "occurred_at",
+                )
+            row["occurred_at"] = at
+    # What each type needs.
+    if kind == "purchase" and (value is None or currency is None):
+        if value is None and currency is None:
+            bad("REQUIRED", "a purchase needs a value and a currency", "value")
+    elif kind in NEEDS_PRODUCT and product_ext is None and get("product_external_id") is None:
+        bad("REQUIRED", f"a {kind} event needs productExternalId", "product_external_id")
+    elif kind == "search" and query is None and raw_query is None:
+        bad("REQUIRED", "a search event needs a query", "query")
+    elif kind in MESSAGE_TYPES and row["campaign_id"] is None and row["message_id"] is None:
+        if get("campaign_id") is None and get("message_id") is None:
+            bad("REQUIRED", f"a {kind} event needs campaignId or messageId", "campaign_id")
+    if kind == "review" and rating is None and raw_rating is None:
+        bad("REQUIRED", "a review needs a rating from 1 to 5", "rating")
+    if errors:
+        return None, errors
+    if rating is not None or query is not None:
+        props = dict(row["properties"])
+        if rating is not None:
+            props["rating"] = rating
+        if query is not None:
+            props["query"] = query
+        row["properties"] = props
+    return _Item(index, row, user_id, user_ext, product_ext, rating), errors
+
+
+async def _ids_by(session: AsyncSession, column: Any, values: set[Any]) -> dict[Any, int]:
+    """``{value: id}`` for the rows whose ``column`` is in ``values`` (ids only, no ORM rows)."""
+    if not values:
+        return {}
+    pk = column.table.c.id
+    rows = await session.execute(select(column, pk).where(column.in_(sorted(values))))
+    return {value: id_ for value, id_ in rows}
+
+
+async def links_for(session: AsyncSession, anonymous_ids: set[str]) -> dict[str, int]:
+    """``{anonymous id: customer id}`` for the anonymous ids already merged into a customer."""
+    if not anonymous_ids:
+        return {}
+    t = table(IdentityLink)
+    rows = await session.execute(
+        select(t.c.anonymous_id, t.c.customer_id).where(t.c.anonymous_id.in_(sorted(anonymous_ids)))
+    )
+    return {a: c for a, c in rows}
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert(session: AsyncSession) -> Any:
+    """``INSERT ... ON CONFLICT (client_event_id) DO NOTHING RETURNING ...``, built once per
+    dialect so SQLAlchemy compiles it once and runs it with many parameter sets."""
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        t = table(Event)
+        stmt = (
+            insert_for(session)(t)
+            .on_conflict_do_nothing(index_elements=[t.c.client_event_id])
+            .returning(t.c.client_event_id, t.c.customer_id, t.c.occurred_at)
+        )
+        _INSERTS[dialect] = stmt
+    return stmt
+
+
+def _unlink(row: dict[str, Any]) -> None:
+    """Keep what counts (type, product, value, channel, campaign) and drop what ties the event to
+    a person: the customer, the anonymous id and the free-form properties (a review's rating,
+    which says nothing about who gave it, stays)."""
+    row["customer_id"] = None
+    row["anonymous_id"] = None
+    rating = row["properties"].get("rating") if row["type"] == "review" else None
+    row["properties"] = {} if rating is None else {"rating": rating}
+
+
+async def track_events(
+    session: AsyncSession, actor: Actor, items: Sequence[Mapping[str, Any]], settings: Settings
+) -> TrackResult:
+    """Validate and store up to ``MAX_BATCH`` events; see the module docstring for the rules."""
+    if len(items) > MAX_BATCH:
+        raise DomainError.one("TOO_MANY", f"at most {MAX_BATCH} events per call", "events")
+    result = TrackResult()
+    if not items:
+        return result
+    now = utcnow()
+    source = actor.client_id[:64]
+    shopper = actor.customer_id
+    cleaned: list[_Item] = []
+    for index, item in enumerate(items):
+        one, errors = _clean(index, item, settings, now, source)
+        if one is None:
+            result.errors.extend(errors)
+        else:
+            cleaned.append(one)
+
+    user_ids = {i.user_id for i in cleaned if i.user_id is not None}
+    user_exts = {i.user_external_id for i in cleaned if i.user_external_id is not None}
+    customers = table(Customer)
+    if shopper is not None:
+        # A shopper token sends events for its own customer only; naming anyone else refuses the
+        # whole call (nothing is stored), and unknown ids are refused the same way, so the
+        # answer says nothing about who exists.
+        own_ext = None
+        if user_exts:
+            own_ext = await session.scalar(
+                select(customers.c.external_id).where(customers.c.id == shopper)
+            )
+        if (user_ids - {shopper}) or (user_exts - {own_ext}):
+            raise DomainError.one(
+                "FORBIDDEN_USER",
+                "a shopper token may only send events for its own user",
+                "events",
+            )
+        by_id: set[int] = set()
+        by_ext: dict[str, int] = {}
+        links: dict[str, int] = {}
+    else:
+        by_id = set((await _ids_by(session, customers.c.id, user_ids)).values())
+        by_ext = await _ids_by(session, customers.c.external_id, user_exts)
+        anonymous = {
+            i.row["anonymous_id"]
+            for i in cleaned
+            if i.user_id is None and i.user_external_id is None and i.row["anonymous_id"]
+        }
+        links = await links_for(session, anonymous)
+    products = await _ids_by(
+        session,
+        table(Product).c.external_id,
+        {i.product_external_id for i in cleaned if i.product_external_id is not None},
+    )
+
+    ready: list[dict[str, Any]] = []
+    for item in cleaned:
+        row = item.row
+        path = ("events", str(item.index))
+        problem: FieldError | None = None
+        if shopper is not None:
+            row["customer_id"] = shopper
+        elif item.user_id is not None:
+            if item.user_id in by_id:
+                row["customer_id"] = item.user_id
+            else:
+                problem = FieldError("UNKNOWN_USER", "no such user", (*path, "userId"), item.index)
+        elif item.user_external_id is not None:
+            row["customer_id"] = by_ext.get(item.user_external_id)
+            if row["customer_id"] is None:
+                problem = FieldError(
+                    "UNKNOWN_USER", "no such user", (*path, "userExternalId"), item.index
+                )
+        elif row["anonymous_id"] is not None:
+            row["customer_id"] = links.get(row["anonymous_id"])
+        else:
+            problem = FieldError(
+                "REQUIRED",
+                "give userId, userExternalId or anonymousId",
+                (*path, "userId"),
+                item.index,
+            )
+        if problem is None and item.product_external_id is not None:
+            row["product_id"] = products.get(item.product_external_id)
+            if row["product_id"] is None:
+                problem = FieldError(
+                    "UNKNOWN_PRODUCT", "no such product", (*path, "productExternalId"), item.index
+                )
+        if problem is not None:
+            result.errors.append(problem)
+        else:
+            ready.append(row)
+
+    result.rejected = len({e.index for e in result.errors})
+    withheld = await analytics_withheld(
+        session, {r["customer_id"] for r in ready if r["customer_id"] is not None}, settings
+    )
+    unique: dict[str, dict[str, Any]] = {}
+    unlinked: set[str] = set()
+    for row in ready:
+        key = row["client_event_id"]
+        if key in unique:
+            result.duplicates += 1
+            continue
+        if withheld and row["customer_id"] in withheld:
+            _unlink(row)
+            unlinked.add(key)
+        unique[key] = row
+
+    if unique:
+        # Sorted: two concurrent calls with the same ids take the unique-index locks in one order.
+        rows = [unique[k] for k in sorted(unique)]
+        stored = (await session.execute(_insert(session), rows)).all()
+        result.accepted = len(stored)
+        result.duplicates += len(rows) - len(stored)
+        if unlinked:
+            result.unlinked = sum(1 for key, _, _ in stored if key in unlinked)
+        await live.record_seen(session, live.tally((c, at) for _, c, at in stored))
+    await audit.record(
+        session,
+        actor,
+        "events.track",
+        "Event",
+        details={
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "unlinked": result.unlinked,
+        },
+    )
+    return result
+
+
+async def identify(
+    session: AsyncSession,
+    actor: Actor,
+    anonymous_id: str,
+    customer: int,
+    *,
+    settings: Settings,
+) -> IdentifyResult:
+    """Merge the anonymous visitor ``anonymous_id`` into the customer with id ``customer``.
+
+    Past events of that anonymous id with no customer, and its orders with no customer, move to
+    the customer (if the customer withholds analytics consent, the events are unlinked instead).
+    An anonymous id already merged into another customer is refused: two known customers are never
+    merged. Identifying again into the same customer is harmless (it moves what arrived since).
+    """
+    try:
+        anonymous_id = _short_text(anonymous_id, "anonymous_id", 128)
+    except _Bad as exc:
+        raise DomainError.one("INVALID", str(exc), "input", "anonymousId") from None
+    if actor.customer_id is not None and actor.customer_id != customer:
+        raise DomainError.one(
+            "FORBIDDEN_USER",
+            "a shopper token may only identify into its own user",
+            "input",
+            "userId",
+        )
+    customers = table(Customer)
+    exists = await session.scalar(select(customers.c.id).where(customers.c.id == customer))
+    if exists is None:
+        raise DomainError.one("NOT_FOUND", "no such user", "input", "userId")
+    links = table(IdentityLink)
+    now = utcnow()
+    created = await session.scalar(
+        insert_for(session)(links)
+        .values(
+            anonymous_id=anonymous_id,
+            customer_id=customer,
+            source_client_id=actor.client_id[:64],
+            events_moved=0,
+            linked_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[links.c.anonymous_id])
+        .returning(links.c.customer_id)
+    )
+    if created is None:
+        owner = await session.scalar(
+            select(links.c.customer_id).where(links.c.anonymous_id == anonymous_id)
+        )
+        if owner != customer:
+            raise DomainError.one(
+                "ALREADY_LINKED",
+                "this anonymous id belongs to another user; users are never merged",
+                "input",
+                "anonymousId",
+            )
+    result = IdentifyResult(
+        customer_id=customer, anonymous_id=anonymous_id, created=created is not None
+    )
+    events = table(Event)
+    orphan = and_(events.c.anonymous_id == anonymous_id, events.c.customer_id.is_(None))
+    if await analytics_withheld(session, {customer}, settings):
+        moved = await session.execute(
+            update(events).where(orphan).values(anonymous_id=None, properties={})
+        )
+        result.events_unlinked = moved.rowcount or 0  # type: ignore[attr-defined]
+    else:
+        span = (
+            await session.execute(
+                select(
+                    func.min(events.c.occurred_at),
+                    func.max(events.c.occurred_at),
+                    func.count(),
+                ).where(orphan)
+            )
+        ).one()
+        if span[2]:
+            moved = await session.execute(update(events).where(orphan).values(customer_id=customer))
+            result.events_moved = moved.rowcount or 0  # type: ignore[attr-defined]
+            await live.record_seen(
+                session, {customer: live.Seen(span[0], span[1], result.events_moved)}
+            )
+            await session.execute(
+                update(links)
+                .where(links.c.anonymous_id == anonymous_id)
+                .values(events_moved=links.c.events_moved + result.events_moved)
+            )
+    orders = table(Order)
+    moved_orders = await session.execute(
+        update(orders)
+        .where(orders.c.anonymous_id == anonymous_id, orders.c.customer_id.is_(None))
+        .values(customer_id=customer, updated_at=now)
+    )
+    result.orders_moved = moved_orders.rowcount or 0  # type: ignore[attr-defined]
+    await audit.record(
+        session,
+        actor,
+        "identity.link",
+        "User",
+        customer,
+        fields=("anonymousId",),
+        details={
+            "created": result.created,
+            "events_moved": result.events_moved,
+            "events_unlinked": result.events_unlinked,
+            "orders_moved": result.orders_moved,
+        },
+    )
+    return result
