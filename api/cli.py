@@ -131,7 +131,11 @@ def clients_create(
     name: Annotated[str, typer.Option(help="A name for the client.")],
     scopes: Annotated[str, typer.Option(help='Space-separated scopes, e.g. "users:read".')],
     token_exchange: Annotated[
-        bool, typer.Option(help="Also allow token exchange (shopper tokens).")
+        bool,
+        typer.Option(
+            help="Also allow token exchange (RFC 8693): mint shopper tokens; needs the "
+            "shoppers:delegate scope too."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last line is JSON.")] = False,
 ) -> None:
@@ -172,7 +176,10 @@ def clients_create(
         out.print(f"client_id:     {created.client.id}")
         out.print(f"client_secret: {created.secret}")
         out.print(f"scopes:        {created.client.scopes}")
+        out.print(f"grant types:   {created.client.grant_types}")
         err.print("Store the secret now: it is not shown again.")
+    if token_exchange and "shoppers:delegate" not in created.client.scopes.split():
+        err.print("[yellow]note:[/yellow] token exchange also needs the shoppers:delegate scope")
 
 
 @clients_app.command("list")
@@ -199,6 +206,7 @@ def clients_list(
                         "client_id": r.id,
                         "name": r.name,
                         "scopes": r.scopes.split(),
+                        "grant_types": r.grant_types.split(),
                         "disabled": r.disabled_at is not None,
                     }
                     for r in rows
@@ -206,9 +214,10 @@ def clients_list(
             )
         )
         return
-    table = Table("client_id", "name", "scopes", "status")
+    table = Table("client_id", "name", "scopes", "grant types", "status")
     for r in rows:
-        table.add_row(r.id, r.name, r.scopes, "disabled" if r.disabled_at else "active")
+        grants = r.grant_types.replace("urn:ietf:params:oauth:grant-type:", "")
+        table.add_row(r.id, r.name, r.scopes, grants, "disabled" if r.disabled_at else "active")
     out.print(table)
 
 

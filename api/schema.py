@@ -23,6 +23,8 @@ from api.catalog.queries import CatalogQueries
 from api.consents.mutations import ConsentMutations
 from api.ids import BadId, decode_id
 from api.limits import Limits
+from api.me.mutations import MeRootMutations
+from api.me.queries import MeQueries
 from api.relay import Node
 from api.tasks.queries import TaskQueries
 from api.users.mutations import UserMutations
@@ -125,8 +127,10 @@ class NodeQueries:
         return found  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQueries))
-Mutation = merge_types("Mutation", (UserMutations, CatalogMutations, ConsentMutations))
+Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQueries, MeQueries))
+Mutation = merge_types(
+    "Mutation", (UserMutations, CatalogMutations, ConsentMutations, MeRootMutations)
+)
 
 
 class _NoHooks:

@@ -44,3 +44,16 @@ class Authenticated(BasePermission):
         if info.context.principal is None:
             raise Unauthenticated(info.context.auth_error or "a valid access token is required")
         return True
+
+
+class ShopperOnly(BasePermission):
+    """Only a shopper token (token exchange, bound to one customer) may use the field; list it
+    after ``RequireScopes`` so a missing scope is reported first."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        principal = info.context.principal
+        if principal is None:
+            raise Unauthenticated(info.context.auth_error or "a valid access token is required")
+        if principal.customer_id is None:
+            raise Forbidden("only a shopper token (token exchange) has a `me`")
+        return True

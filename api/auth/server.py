@@ -6,6 +6,7 @@ client before handing the request to Authlib, and persists what Authlib decided 
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,8 +14,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from authlib.oauth2 import AuthorizationServer as _AuthlibServer
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidScopeError, OAuth2Request
-from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+    OAuth2Request,
+    UnauthorizedClientError,
+)
+from authlib.oauth2.rfc6749.grants import BaseGrant, ClientCredentialsGrant, TokenEndpointMixin
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -25,9 +34,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.auth.verifier import TokenVerifier
+from api.ids import BadId, decode_id, encode_id
+from domain.audit.service import Actor
 from domain.auth import service as auth_service
+from domain.auth import shoppers
 from domain.auth.models import OAuthClient
-from domain.auth.scopes import ADMIN_SCOPE, CLIENT_SCOPES
+from domain.auth.scopes import ADMIN_SCOPE, CLIENT_SCOPES, DELEGATE_SCOPE, SHOPPER_SCOPES
 from domain.auth.tokens import TokenGenerator
 from domain.db import Database
 from domain.keys import Keys
@@ -95,12 +107,148 @@ class StarletteOAuth2Request(OAuth2Request):  # type: ignore[misc]
         return self._form
 
 
+@dataclass(frozen=True)
+class Shopper:
+    """Authlib's "user" of a token exchange: the customer a shopper token is bound to."""
+
+    customer_id: int
+
+    def get_user_id(self) -> str:
+        return encode_id("User", self.customer_id)  # ``sub``: the customer's global User id
+
+
+class ShopperClient(ClientMixin):  # type: ignore[misc]
+    """The delegate client as the token generator sees it when signing a shopper token: the scope
+    was checked against the shopper scopes already, the lifetime is the shopper-token one and the
+    token id is chosen up front so the exchange can audit it."""
+
+    def __init__(self, client: Client, ttl: int) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.jti = secrets.token_urlsafe(16)
+
+    def get_client_id(self) -> str:
+        return str(self.client.get_client_id())
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return scope
+
+
+@dataclass
+class Issued:
+    client_id: str
+    customer_id: int
+    scope: str
+    jti: str
+    ttl: int
+
+
 @dataclass
 class Exchange:
     """What one token-endpoint call loaded before Authlib ran and what it must persist after."""
 
     clients: dict[str, Client] = field(default_factory=dict)
     revoked: list[dict[str, Any]] = field(default_factory=list)
+    # Token exchange: the customer named by subject_token (None: unknown or erased), what was issued.
+    shopper: Shopper | None = None
+    scope: str = ""
+    issued: Issued | None = None
+
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8693 section 2.2.2: the requested ``resource`` or ``audience`` is not served here."""
+
+    error = "invalid_target"
+
+
+class TokenExchange(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+    """RFC 8693 token exchange: a trusted back end (holding ``shoppers:delegate`` and this grant
+    type) mints a short-lived shopper token bound to one customer. The subject token is not a token
+    but the customer's id (external or global), vouched for by the authenticated client; the client
+    is the actor (``act``). No refresh token: the back end exchanges again when it needs to."""
+
+    GRANT_TYPE = shoppers.TOKEN_EXCHANGE
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        client: Client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                description="the client is not allowed to use token exchange"
+            )
+        if DELEGATE_SCOPE not in client.scopes:
+            raise UnauthorizedClientError(
+                description=f"token exchange needs the {DELEGATE_SCOPE} scope"
+            )
+        form = self.request.form
+        subject_token = form.get("subject_token")
+        subject_type = form.get("subject_token_type")
+        if not subject_token:
+            raise InvalidRequestError(description="missing subject_token")
+        if not subject_type:
+            raise InvalidRequestError(description="missing subject_token_type")
+        if subject_type in shoppers.TOKEN_TYPES:
+            raise InvalidRequestError(
+                description="tokens are not exchanged (a shopper token cannot mint another); "
+                "present the customer's id as subject_token"
+            )
+        if subject_type not in shoppers.SUBJECT_TOKEN_TYPES:
+            raise InvalidRequestError(
+                description="unsupported subject_token_type; use one of "
+                + ", ".join(shoppers.SUBJECT_TOKEN_TYPES)
+            )
+        if form.get("actor_token") or form.get("actor_token_type"):
+            raise InvalidRequestError(
+                description="actor_token is not supported: the authenticated client is the actor"
+            )
+        requested = form.get("requested_token_type")
+        if requested and requested != shoppers.ACCESS_TOKEN_TYPE:
+            raise InvalidRequestError(
+                description=f"requested_token_type must be {shoppers.ACCESS_TOKEN_TYPE}"
+            )
+        server: PrecisAuthorizationServer = self.server
+        if form.get("resource") or form.get("audience") not in (None, "", server.settings.audience):
+            raise InvalidTargetError(
+                description=f"shopper tokens are only for audience {server.settings.audience}"
+            )
+        wanted = (form.get("scope") or "").split()
+        extra = sorted(set(wanted) - set(SHOPPER_SCOPES))
+        if extra:
+            raise InvalidScopeError(
+                description="a shopper token may carry only "
+                + " ".join(SHOPPER_SCOPES)
+                + "; not allowed: "
+                + " ".join(extra)
+            )
+        shopper = self.request.exchange.shopper
+        if shopper is None:
+            raise InvalidGrantError(description="unknown customer")
+        self.request.client = client
+        self.request.user = shopper
+        self.request.exchange.scope = " ".join(sorted(set(wanted or SHOPPER_SCOPES)))
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        server: PrecisAuthorizationServer = self.server
+        exchange: Exchange = self.request.exchange
+        scope = exchange.scope
+        signer = ShopperClient(self.request.client, server.shopper_ttl)
+        token: dict[str, Any] = server.generate_token(
+            client=signer,
+            grant_type=self.GRANT_TYPE,
+            user=self.request.user,
+            scope=scope,
+            expires_in=signer.ttl,
+            include_refresh_token=False,
+        )
+        token["issued_token_type"] = shoppers.ACCESS_TOKEN_TYPE
+        exchange.issued = Issued(
+            client_id=signer.get_client_id(),
+            customer_id=self.request.user.customer_id,
+            scope=scope,
+            jti=signer.jti,
+            ttl=signer.ttl,
+        )
+        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 class Introspection(JWTIntrospectionEndpoint):  # type: ignore[misc]
@@ -126,6 +274,9 @@ class Introspection(JWTIntrospectionEndpoint):  # type: ignore[misc]
         if payload.get("active"):
             payload["token_type"] = "Bearer"
             payload["jti"] = token["jti"]
+            for claim in ("act", "customer_id"):  # shopper tokens (RFC 8693 section 4.1)
+                if claim in token:
+                    payload[claim] = token[claim]
         return payload
 
 
@@ -172,6 +323,8 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         self.generator = TokenGenerator(settings, keys)
         self.register_token_generator("default", self.generator)
         self.register_grant(ClientCredentials)
+        self.register_grant(TokenExchange)
+        self.shopper_ttl = min(settings.shopper_token_ttl, settings.access_token_ttl)
         self.register_endpoint(Introspection(self))
         self.register_endpoint(Revocation(self))
         self._current: Exchange | None = None
@@ -244,7 +397,39 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         prepared = await self._prepare(request)
         if isinstance(prepared, Response):
             return prepared
-        return self._run(prepared, self.create_token_response)
+        exchange: Exchange = prepared.exchange  # type: ignore[attr-defined]
+        if prepared.form.get("grant_type") == shoppers.TOKEN_EXCHANGE and exchange.clients:
+            exchange.shopper = await self._load_shopper(prepared.form)
+        response = self._run(prepared, self.create_token_response)
+        issued = exchange.issued
+        if response.status_code == 200 and issued is not None:
+            actor = Actor(client_id=issued.client_id, subject=issued.client_id)
+            async with self.db.unit_of_work() as session:
+                await shoppers.record_exchange(
+                    session,
+                    actor,
+                    issued.customer_id,
+                    scope=issued.scope,
+                    jti=issued.jti,
+                    ttl=issued.ttl,
+                )
+        return response
+
+    async def _load_shopper(self, form: dict[str, str]) -> Shopper | None:
+        """The customer a token exchange names, loaded before Authlib's synchronous flow runs."""
+        kind, value = form.get("subject_token_type"), form.get("subject_token") or ""
+        async with self.db.read_only() as session:
+            if kind == shoppers.EXTERNAL_ID_TYPE:
+                row = await shoppers.customer_by_external_id(session, value)
+            elif kind == shoppers.USER_ID_TYPE:
+                try:
+                    pk = decode_id(value, "User")[1]
+                except BadId:
+                    return None
+                row = await shoppers.customer_by_id(session, pk)
+            else:
+                return None
+        return None if row is None or row.id is None else Shopper(customer_id=row.id)
 
     async def introspect(self, request: Request) -> Response:
         prepared = await self._prepare(request)
@@ -282,7 +467,7 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
             "revocation_endpoint": f"{base}/oauth/revoke",
             "scopes_supported": sorted(CLIENT_SCOPES),
             "response_types_supported": [],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", shoppers.TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": [
                 "client_secret_basic",

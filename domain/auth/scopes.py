@@ -33,6 +33,9 @@ ALL_SCOPES = frozenset(SCOPES)
 # Scopes a server client may hold; me:* only ever appear on shopper tokens.
 CLIENT_SCOPES = frozenset(s for s in SCOPES if not s.startswith("me:"))
 ADMIN_SCOPE = "clients:manage"
+# What a shopper token (token exchange) may carry, and what it gets when it asks for nothing.
+SHOPPER_SCOPES = ("me:read", "me:write", "events:write", "recommendations:read")
+DELEGATE_SCOPE = "shoppers:delegate"
 
 
 class UnknownScopeError(ValueError):

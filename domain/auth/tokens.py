@@ -39,6 +39,21 @@ class TokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_audiences(self, client: Any, user: Any, scope: str) -> str:
         return self._audience
 
+    def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
+        # A shopper token's id is chosen beforehand so the exchange can audit it.
+        jti = getattr(client, "jti", None)
+        return str(jti) if jti else str(super().get_jti(client, grant_type, user, scope))
+
+    def get_extra_claims(
+        self, client: Any, grant_type: str, user: Any, scope: str
+    ) -> dict[str, Any]:
+        """Shopper tokens (token exchange) name their customer and, per RFC 8693 section 4.1, the
+        client acting for the shopper."""
+        customer_id = getattr(user, "customer_id", None)
+        if customer_id is None:
+            return {}
+        return {"customer_id": int(customer_id), "act": {"sub": client.get_client_id()}}
+
 
 class _DevClient(ClientMixin):  # type: ignore[misc]
     def __init__(self, client_id: str, ttl: int) -> None:
