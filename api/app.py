@@ -26,6 +26,7 @@ from api.auth.server import PrecisAuthorizationServer
 from api.auth.verifier import TokenVerifier
 from api.context import Context
 from api.persisted import PersistedQueries, PersistedQueryError
+from api.privacy.download import download_export
 from api.schema import build_schema
 from domain.db import Database
 from domain.keys import Keys, build_keys
@@ -252,6 +253,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route(
+            "/privacy/exports/{export_id}",
+            download_export,
+            methods=["GET"],
+            name="privacy_export",
+        ),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
 from api import execution
+from api.audit.queries import AuditQueries
 from api.auth.permissions import Forbidden, Unauthenticated
 from api.catalog.mutations import CatalogMutations
 from api.catalog.queries import CatalogQueries
@@ -25,6 +26,8 @@ from api.ids import BadId, decode_id
 from api.limits import Limits
 from api.me.mutations import MeRootMutations
 from api.me.queries import MeQueries
+from api.privacy.mutations import PrivacyMutations
+from api.privacy.queries import PrivacyQueries
 from api.relay import Node
 from api.tasks.queries import TaskQueries
 from api.users.mutations import UserMutations
@@ -127,9 +130,21 @@ class NodeQueries:
         return found  # type: ignore[no-any-return]
 
 
-Query = merge_types("Query", (NodeQueries, UserQueries, CatalogQueries, TaskQueries, MeQueries))
+Query = merge_types(
+    "Query",
+    (
+        NodeQueries,
+        UserQueries,
+        CatalogQueries,
+        TaskQueries,
+        MeQueries,
+        AuditQueries,
+        PrivacyQueries,
+    ),
+)
 Mutation = merge_types(
-    "Mutation", (UserMutations, CatalogMutations, ConsentMutations, MeRootMutations)
+    "Mutation",
+    (UserMutations, CatalogMutations, ConsentMutations, MeRootMutations, PrivacyMutations),
 )
 
 

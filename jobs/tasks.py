@@ -13,4 +13,22 @@ async def import_file(ctx: dict[str, Any], task_id: str) -> dict[str, Any]:
     return await run_import(ctx["db"], task_id)
 
 
-TASKS = [import_file]
+async def build_export(ctx: dict[str, Any], export_id: str) -> str:
+    """Build a requested data export (one shopper's complete JSON document, gzip-compressed)."""
+    from domain.keys import build_keys
+    from domain.privacy.export import build_export as build
+
+    settings = ctx["settings"]
+    keys = ctx.get("keys") or build_keys(settings)
+    return await build(ctx["db"], keys, export_id, ttl_days=settings.export_ttl_days)
+
+
+async def purge_exports(ctx: dict[str, Any]) -> int:
+    """Delete data exports past their expiry; returns how many."""
+    from domain.privacy.export import purge_expired
+
+    async with ctx["db"].unit_of_work() as session:
+        return await purge_expired(session)
+
+
+TASKS = [import_file, build_export, purge_exports]

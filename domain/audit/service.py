@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.audit.models import AuditEntry
 from domain.columns import utcnow
-from domain.sql import table
+from domain.sql import count_matching, table
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +106,19 @@ def query(flt: AuditFilter) -> Any:
     if flt.until is not None:
         stmt = stmt.where(t.c.at < flt.until)
     return stmt
+
+
+async def page(
+    session: AsyncSession, flt: AuditFilter, *, first: int, after: int | None
+) -> list[AuditEntry]:
+    """Newest first (by id, which follows ``at``); ``first + 1`` rows so callers see if more exist."""
+    stmt = query(flt)
+    if after is not None:
+        stmt = stmt.where(table(AuditEntry).c.id < after)
+    return list(
+        await session.scalars(stmt.order_by(table(AuditEntry).c.id.desc()).limit(first + 1))
+    )
+
+
+async def count(session: AsyncSession, flt: AuditFilter) -> int:
+    return await count_matching(session, query(flt), table(AuditEntry).c.id)
