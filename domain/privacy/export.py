@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -70,17 +70,22 @@ async def _rows(session: AsyncSession, t: Table, customer_id: int, *order: Any) 
     return list((await session.execute(stmt)).all())
 
 
+async def _anonymous_ids(session: AsyncSession, customer_id: int) -> list[str]:
+    links = table(IdentityLink)
+    stmt = select(links.c.anonymous_id).where(links.c.customer_id == customer_id)
+    return list(await session.scalars(stmt))
+
+
 async def _pages(session: AsyncSession, t: Table, customer_id: int) -> AsyncIterator[list[Any]]:
-    """Rows of ``t`` for the customer in id order, ``PAGE`` at a time (keyset, so each page is an
-    index range scan)."""
+    """Rows of ``t`` for the customer (by customer id, or by an anonymous id linked to them) in id
+    order, ``PAGE`` at a time: keyset pages, so memory stays flat however many rows there are."""
+    anonymous_ids = await _anonymous_ids(session, customer_id)
+    mine = t.c.customer_id == customer_id
+    if anonymous_ids:
+        mine = or_(mine, t.c.anonymous_id.in_(anonymous_ids))
     last = 0
     while True:
-        stmt = (
-            select(t)
-            .where(t.c.customer_id == customer_id, t.c.id > last)
-            .order_by(t.c.id)
-            .limit(PAGE)
-        )
+        stmt = select(t).where(mine, t.c.id > last).order_by(t.c.id).limit(PAGE)
         rows = list((await session.execute(stmt)).all())
         if not rows:
             return
