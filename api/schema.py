@@ -26,6 +26,8 @@ from api.ids import BadId, decode_id
 from api.limits import Limits
 from api.me.mutations import MeRootMutations
 from api.me.queries import MeQueries
+from api.orders.mutations import OrderMutations
+from api.orders.queries import OrderQueries
 from api.privacy.mutations import PrivacyMutations
 from api.privacy.queries import PrivacyQueries
 from api.relay import Node
@@ -42,6 +44,7 @@ NODE_SCOPES = {
     "User": ("users:read",),
     "Product": ("catalog:read",),
     "Category": ("catalog:read",),
+    "Order": ("users:read",),
 }
 
 
@@ -121,11 +124,15 @@ class NodeQueries:
         if missing:
             raise Forbidden("missing scope(s): " + " ".join(missing))
         from api.catalog.loaders import category_loader, product_loader
+        from api.orders.loaders import order_loader
         from api.users.loaders import user_loader
 
-        loader = {"User": user_loader, "Product": product_loader, "Category": category_loader}[
-            type_name
-        ]
+        loader = {
+            "User": user_loader,
+            "Product": product_loader,
+            "Category": category_loader,
+            "Order": order_loader,
+        }[type_name]
         found: Any = await info.context.loader(type_name.lower(), loader).load(pk)
         return found  # type: ignore[no-any-return]
 
@@ -140,11 +147,19 @@ Query = merge_types(
         MeQueries,
         AuditQueries,
         PrivacyQueries,
+        OrderQueries,
     ),
 )
 Mutation = merge_types(
     "Mutation",
-    (UserMutations, CatalogMutations, ConsentMutations, MeRootMutations, PrivacyMutations),
+    (
+        UserMutations,
+        CatalogMutations,
+        ConsentMutations,
+        MeRootMutations,
+        PrivacyMutations,
+        OrderMutations,
+    ),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -102,6 +103,12 @@ class Settings(BaseSettings):
         30, ge=1, le=90, description="Days to answer a privacy request (GDPR: one month)."
     )
     export_ttl_days: int = Field(7, ge=1, le=90, description="Days a data export can be fetched.")
+    order_total_tolerance: Decimal = Field(
+        Decimal("0.00"),
+        ge=0,
+        le=1,
+        description="How far an order's subtotal and total may be from the sums of its parts.",
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
