@@ -22,6 +22,8 @@ from api.auth.permissions import Forbidden, Unauthenticated
 from api.catalog.mutations import CatalogMutations
 from api.catalog.queries import CatalogQueries
 from api.consents.mutations import ConsentMutations
+from api.events.mutations import EventMutations
+from api.events.queries import EventQueries
 from api.ids import BadId, decode_id
 from api.limits import Limits
 from api.me.mutations import MeRootMutations
@@ -147,6 +149,7 @@ Query = merge_types(
         MeQueries,
         AuditQueries,
         PrivacyQueries,
+        EventQueries,
         OrderQueries,
     ),
 )
@@ -158,6 +161,7 @@ Mutation = merge_types(
         ConsentMutations,
         MeRootMutations,
         PrivacyMutations,
+        EventMutations,
         OrderMutations,
     ),
 )

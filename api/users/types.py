@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.consents.types import UserConsents
+from api.events.types import UsersReadOrSelf
 from api.execution import fast_resolver
 from api.ids import encode_id
-from api.relay import Node
+from api.relay import Connection, Node
 from api.users.loaders import tags_loader
 from domain.keys import Keys
 from domain.users.models import Customer
 from domain.users.service import mask_email, mask_phone
+
+if TYPE_CHECKING:
+    from api.events.types import Event
 
 
 def _pii(info: Info, root: Customer, column: str, mask: Any) -> str | None:
@@ -81,6 +85,23 @@ class User(Node):
     @staticmethod
     def consents(root: Customer) -> UserConsents:
         return UserConsents(customer_id=root.id or 0)
+
+    @strawberry.field(
+        permission_classes=[UsersReadOrSelf],
+        description="The user's behaviour events, newest first (users:read, or the shopper's "
+        "own token through `me`).",
+    )
+    @staticmethod
+    async def events(
+        root: Customer,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        type: str | None = None,
+    ) -> Connection[Annotated[Event, strawberry.lazy("api.events.types")]]:
+        from api.events.queries import user_events
+
+        return await user_events(info, root.id or 0, first, after, type)
 
     @classmethod
     def is_type_of(cls, obj: Any, info: Info) -> bool:

@@ -1,0 +1,241 @@
+"""Event mutations: ``trackEvents`` (batches of up to 500) and ``identify``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.auth.permissions import RequireScopes
+from api.errors import convert, error_type, to_errors
+from api.ids import BadId, decode_id
+from api.users.queries import find_user
+from api.users.types import User
+from domain.errors import DomainError
+from domain.events import service
+
+TRACK_CODES = [
+    "INVALID",
+    "REQUIRED",
+    "UNKNOWN_FIELD",
+    "TOO_MANY",
+    "TOO_LARGE",
+    "INVALID_TYPE",
+    "INVALID_ID",
+    "INVALID_VALUE",
+    "INVALID_CURRENCY",
+    "INVALID_RATING",
+    "INVALID_PROPERTIES",
+    "INVALID_TIME",
+    "TOO_OLD",
+    "TOO_NEW",
+    "UNKNOWN_USER",
+    "UNKNOWN_PRODUCT",
+    "FORBIDDEN_USER",
+]
+TrackEventsError, TrackEventsErrorCode = error_type(
+    "TrackEvents",
+    TRACK_CODES,
+    "Why an event was rejected (`index` is its position), or why the whole call was refused "
+    "(no `index`: TOO_MANY, FORBIDDEN_USER; then nothing was stored).",
+)
+IdentifyError, IdentifyErrorCode = error_type(
+    "Identify",
+    ["INVALID", "REQUIRED", "NOT_FOUND", "ALREADY_LINKED", "FORBIDDEN_USER"],
+    "Why identify was refused; nothing was changed.",
+)
+
+
+@strawberry.input(
+    description="One behaviour event. Name the user (userId or userExternalId) or send an "
+    "anonymousId; a shopper token's events are always its own."
+)
+class EventInput:
+    client_event_id: str = strawberry.field(
+        description="Your unique id for this event (1-128 characters); resending it is harmless."
+    )
+    type: str = strawberry.field(
+        description="view, search, add_to_cart, remove_from_cart, purchase, review, favorite, "
+        "share, message_open, message_click, or custom:<name>."
+    )
+    user_id: strawberry.ID | None = None
+    user_external_id: str | None = None
+    anonymous_id: str | None = strawberry.field(
+        default=None, description="Device or browser id of a visitor not (yet) identified."
+    )
+    product_external_id: str | None = strawberry.field(
+        default=None, description="Needed by view, add_to_cart, remove_from_cart, favorite, review."
+    )
+    properties: JSON | None = strawberry.field(
+        default=None, description="A JSON object, at most 4 KiB by default."
+    )
+    value: Decimal | None = strawberry.field(
+        default=None, description="Decimal amount; a purchase needs value and currency."
+    )
+    currency: str | None = strawberry.field(default=None, description="ISO 4217 code.")
+    channel: str | None = None
+    campaign_id: strawberry.ID | None = strawberry.field(
+        default=None, description="message_open/message_click need campaignId or messageId."
+    )
+    message_id: strawberry.ID | None = None
+    rating: int | None = strawberry.field(default=None, description="1-5; a review needs it.")
+    query: str | None = strawberry.field(default=None, description="A search needs it.")
+    occurred_at: datetime | None = strawberry.field(
+        default=None, description="With offset; defaults to the time the server receives it."
+    )
+
+
+@strawberry.input
+class TrackEventsInput:
+    events: list[EventInput] = strawberry.field(description="At most 500.")
+
+
+@strawberry.type
+class TrackEventsPayload:
+    accepted: int = strawberry.field(description="Events stored by this call.")
+    duplicates: int = strawberry.field(
+        description="Valid events already stored (or repeated in the batch); not stored again."
+    )
+    rejected: int = strawberry.field(description="Invalid events; see errors.")
+    unlinked: int = strawberry.field(
+        description="Accepted events stored without a link to their shopper (no analytics consent)."
+    )
+    errors: list[TrackEventsError]  # type: ignore[valid-type]
+
+
+@strawberry.input(description="Merge an anonymous visitor into a user.")
+class IdentifyInput:
+    anonymous_id: str
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Give userId or userExternalId; a shopper token may omit both."
+    )
+    user_external_id: str | None = None
+
+
+@strawberry.type
+class IdentifyPayload:
+    user: User | None
+    created: bool = strawberry.field(description="False if the link already existed.")
+    events_moved: int
+    orders_moved: int
+    errors: list[IdentifyError]  # type: ignore[valid-type]
+
+
+FIELD_NAMES = tuple(
+    (name, name)
+    for name in (
+        "client_event_id",
+        "type",
+        "user_external_id",
+        "anonymous_id",
+        "product_external_id",
+        "properties",
+        "value",
+        "currency",
+        "channel",
+        "rating",
+        "query",
+        "occurred_at",
+    )
+)
+
+
+def _id_pk(value: str, kind: str | None) -> Any:
+    """A global id to its primary key. Campaign and message ids (``kind`` None) may also be plain
+    numbers. A malformed id goes on as a string the service refuses for that event alone."""
+    if kind is None and value.isdigit():
+        return int(value)
+    try:
+        return decode_id(value, kind)[1]
+    except BadId:
+        return value if not value.isdigit() else f"#{value}"
+
+
+def items_of(events: list[EventInput]) -> list[dict[str, Any]]:
+    """The service's items (snake_case, only the fields given) from the inputs."""
+    items = []
+    for event in events:
+        d = event.__dict__
+        item = {name: d[name] for name, _ in FIELD_NAMES if d[name] is not None}
+        if event.user_id is not None:
+            item["user_id"] = _id_pk(event.user_id, "User")
+        if event.campaign_id is not None:
+            item["campaign_id"] = _id_pk(event.campaign_id, None)
+        if event.message_id is not None:
+            item["message_id"] = _id_pk(event.message_id, None)
+        items.append(item)
+    return items
+
+
+@strawberry.type
+class EventMutations:
+    @strawberry.mutation(
+        permission_classes=[RequireScopes("events:write")],
+        description="Record up to 500 behaviour events. Valid events are stored, invalid ones "
+        "rejected with their index; a repeated clientEventId is counted as a duplicate.",
+    )
+    async def track_events(self, info: Info, input: TrackEventsInput) -> TrackEventsPayload:
+        ctx = info.context
+        try:
+            result = await service.track_events(
+                ctx.session, ctx.actor, items_of(input.events), ctx.services.settings
+            )
+        except DomainError as exc:
+            return TrackEventsPayload(
+                accepted=0,
+                duplicates=0,
+                rejected=len(input.events),
+                unlinked=0,
+                errors=to_errors(TrackEventsError, TrackEventsErrorCode, exc),
+            )
+        return TrackEventsPayload(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=result.rejected,
+            unlinked=result.unlinked,
+            errors=[convert(TrackEventsError, TrackEventsErrorCode, e) for e in result.errors],
+        )
+
+    @strawberry.mutation(
+        permission_classes=[RequireScopes("events:write")],
+        description="Merge an anonymous visitor into a user: past events and orders follow. An "
+        "anonymous id already merged into another user is refused (users are never merged).",
+    )
+    async def identify(self, info: Info, input: IdentifyInput) -> IdentifyPayload:
+        ctx = info.context
+        actor = ctx.actor
+        try:
+            if input.user_id is None and input.user_external_id is None:
+                if actor.customer_id is None:
+                    raise DomainError.one(
+                        "REQUIRED", "give userId or userExternalId", "input", "userId"
+                    )
+                customer_id = actor.customer_id
+            else:
+                found = await find_user(info, input.user_id, input.user_external_id)
+                customer_id = found.id if found is not None and found.id is not None else 0
+            result = await service.identify(
+                ctx.session, actor, input.anonymous_id, customer_id, settings=ctx.services.settings
+            )
+        except DomainError as exc:
+            return IdentifyPayload(
+                user=None,
+                created=False,
+                events_moved=0,
+                orders_moved=0,
+                errors=to_errors(IdentifyError, IdentifyErrorCode, exc),
+            )
+        from api.users.loaders import user_loader
+
+        user = await ctx.loader("user", user_loader).load(result.customer_id)
+        return IdentifyPayload(
+            user=user,
+            created=result.created,
+            events_moved=result.events_moved,
+            orders_moved=result.orders_moved,
+            errors=[],
+        )
