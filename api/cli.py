@@ -45,11 +45,13 @@ import_app = typer.Typer(
 )
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+events_app = typer.Typer(help="Behaviour events.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(demo_app, name="demo")
 app.add_typer(import_app, name="import")
 app.add_typer(schema_app, name="schema")
 app.add_typer(keys_app, name="keys")
+app.add_typer(events_app, name="events")
 
 err = Console(stderr=True)
 out = Console()
@@ -438,6 +440,47 @@ def import_products(
 ) -> None:
     """Import products, validated row by row, upserted on externalId."""
     _import("products", file, fmt, wait)
+
+
+@events_app.command("purge")
+def events_purge(
+    older_than_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Purge events older than this many days (default: the retention setting)."
+        ),
+    ] = None,
+) -> None:
+    """Roll raw events past retention up into daily aggregates and delete them, one day per
+    transaction (safe to interrupt and to run again)."""
+    from domain.events.retention import purge
+
+    settings = get_settings()
+
+    async def go() -> Any:
+        db = _db()
+        try:
+            with _progress() as progress:
+                bar = progress.add_task("purge events", total=None)
+
+                def report(done: int, total: int) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                return await purge(
+                    db,
+                    settings,
+                    older_than_days=older_than_days,
+                    progress=report,
+                    actor=_cli_actor(),
+                )
+        finally:
+            await db.dispose()
+
+    result = _run(go)
+    err.print(
+        f"purged {result.events} events on {len(result.days)} days older than "
+        f"{result.cutoff:%Y-%m-%d %H:%M} UTC into daily aggregates"
+    )
 
 
 @schema_app.command("export")

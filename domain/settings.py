@@ -67,6 +67,32 @@ class Settings(BaseSettings):
     )
     statement_timeout_ms: int = Field(15_000, description="PostgreSQL statement timeout.")
     db_pool_size: int = Field(10, description="Connections per API process (PostgreSQL).")
+    profile_rfm_window_days: int = Field(
+        365, ge=1, le=3650, description="RFM scores count the orders of this many past days."
+    )
+    profile_at_risk_factor: float = Field(
+        2.0, gt=0, description="At risk: no order for this many typical inter-purchase times."
+    )
+    profile_churned_factor: float = Field(
+        4.0, gt=0, description="Churned: no order for this many typical inter-purchase times."
+    )
+    profile_loyal_min_orders: int = Field(
+        3, ge=2, description="Loyal: at least this many orders and not at risk."
+    )
+    profile_default_interpurchase_days: float = Field(
+        30.0,
+        gt=0,
+        description="Typical days between orders when too few repeat buyers exist to measure it.",
+    )
+    profile_clv_model: Literal["bgnbd", "off"] = Field(
+        "bgnbd", description="Predictive CLV: BG/NBD + Gamma-Gamma (pymc-marketing) or off."
+    )
+    profile_clv_horizon_days: int = Field(
+        365, ge=1, le=3650, description="Predictive CLV looks this many days ahead."
+    )
+    profile_chunk_size: int = Field(
+        5000, ge=100, le=100_000, description="Customers per recompute chunk."
+    )
     event_retention_days: int = Field(
         395, ge=1, description="Raw events older than this are rolled up into daily aggregates."
     )

@@ -31,4 +31,12 @@ async def purge_exports(ctx: dict[str, Any]) -> int:
         return await purge_expired(session)
 
 
-TASKS = [import_file, build_export, purge_exports]
+async def purge_events(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Roll up raw events past retention into daily aggregates and delete them (per day, each
+    in one transaction: safe to interrupt and to run twice)."""
+    from domain.events.retention import purge
+
+    return (await purge(ctx["db"], ctx["settings"])).as_dict()
+
+
+TASKS = [import_file, build_export, purge_exports, purge_events]

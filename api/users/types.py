@@ -21,6 +21,7 @@ from domain.users.service import mask_email, mask_phone
 
 if TYPE_CHECKING:
     from api.events.types import Event
+    from api.profiles.types import Profile
 
 
 def _pii(info: Info, root: Customer, column: str, mask: Any) -> str | None:
@@ -102,6 +103,20 @@ class User(Node):
         from api.events.queries import user_events
 
         return await user_events(info, root.id or 0, first, after, type)
+
+    @strawberry.field(
+        description="Derived profile (RFM, lifecycle, CLV, interests, active hours); a default "
+        "profile until the first recompute."
+    )
+    @staticmethod
+    async def profile(
+        root: Customer, info: Info
+    ) -> Annotated[Profile, strawberry.lazy("api.profiles.types")]:
+        from api.profiles.loaders import profile_loader
+        from api.profiles.types import Profile
+
+        row = await info.context.loader("user_profile", profile_loader).load(root.id)
+        return Profile(row)
 
     @classmethod
     def is_type_of(cls, obj: Any, info: Info) -> bool:
