@@ -20,10 +20,19 @@ from domain.consents.models import PURPOSES, Consent
 if TYPE_CHECKING:
     from api.context import Context
 
-ConsentPurpose = strawberry.enum(
-    Enum("ConsentPurpose", {p.upper(): p for p in PURPOSES}),  # type: ignore[misc]
-    description="What a shopper consents to (or refuses).",
-)
+
+@strawberry.enum(description="What a shopper consents to (or refuses).")
+class ConsentPurpose(Enum):
+    PERSONALIZATION = "personalization"
+    ANALYTICS = "analytics"
+    EMAIL = "email"
+    PUSH = "push"
+    SMS = "sms"
+    INAPP = "inapp"
+    THIRD_PARTY = "third_party"
+
+
+assert tuple(p.value for p in ConsentPurpose) == PURPOSES
 
 SetConsentsError, SetConsentsErrorCode = error_type(
     "SetConsents",
@@ -43,7 +52,7 @@ SetConsentsError, SetConsentsErrorCode = error_type(
 
 @strawberry.input(description="One consent decision; appended to the purpose's history.")
 class ConsentInput:
-    purpose: ConsentPurpose  # type: ignore[valid-type]
+    purpose: ConsentPurpose
     granted: bool
     source: str = strawberry.field(
         description="Where the decision was made, e.g. checkout, cookie_banner, app_settings."
@@ -78,7 +87,7 @@ class ConsentRecord:
 
     @strawberry.field
     @staticmethod
-    def purpose(root: Consent) -> ConsentPurpose:  # type: ignore[valid-type]
+    def purpose(root: Consent) -> ConsentPurpose:
         return ConsentPurpose(root.purpose)
 
     @strawberry.field(description="The OAuth client that recorded it.")
@@ -89,7 +98,7 @@ class ConsentRecord:
 
 @strawberry.type(description="The current state of one purpose: its latest record.")
 class ConsentState:
-    purpose: ConsentPurpose  # type: ignore[valid-type]
+    purpose: ConsentPurpose
     recorded: bool = strawberry.field(description="False if no decision was ever recorded.")
     granted: bool = strawberry.field(description="False when not recorded (no consent).")
     since: datetime | None = strawberry.field(description="When the latest record was made.")
@@ -132,7 +141,7 @@ class UserConsents:
         return states(found)
 
     @strawberry.field(description="Whether the purpose is currently granted.")
-    async def granted(self, info: Info, purpose: ConsentPurpose) -> bool:  # type: ignore[valid-type]
+    async def granted(self, info: Info, purpose: ConsentPurpose) -> bool:
         found = await info.context.loader("consents_current", current_loader).load(self.customer_id)
         c = found.get(purpose.value)
         return bool(c and c.granted)
@@ -143,7 +152,7 @@ class UserConsents:
         info: Info,
         first: int = 20,
         after: str | None = None,
-        purpose: ConsentPurpose | None = None,  # type: ignore[valid-type]
+        purpose: ConsentPurpose | None = None,
     ) -> Connection[ConsentRecord]:
         check_first(first)
         cursor = parse_after(after)

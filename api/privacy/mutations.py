@@ -27,7 +27,7 @@ PrivacyError, PrivacyErrorCode = error_type(
 
 @strawberry.input
 class CreatePrivacyRequestInput:
-    type: PrivacyRequestType  # type: ignore[valid-type]
+    type: PrivacyRequestType
     user_id: strawberry.ID | None = None
     user_external_id: str | None = None
     details: str = strawberry.field(default="", description="What was asked; at most 4000 chars.")
@@ -36,7 +36,7 @@ class CreatePrivacyRequestInput:
 @strawberry.input
 class UpdatePrivacyRequestInput:
     id: strawberry.ID
-    status: PrivacyRequestStatus  # type: ignore[valid-type]
+    status: PrivacyRequestStatus
     resolution: str | None = strawberry.field(
         default=None, description="Required to complete or reject."
     )

@@ -28,8 +28,8 @@ def request_pk(id: str) -> int:
 
 @strawberry.input(description="Filters on privacy requests; all given filters must match.")
 class PrivacyRequestFilter:
-    status: PrivacyRequestStatus | None = None  # type: ignore[valid-type]
-    type: PrivacyRequestType | None = None  # type: ignore[valid-type]
+    status: PrivacyRequestStatus | None = None
+    type: PrivacyRequestType | None = None
     overdue: bool | None = strawberry.field(
         default=None, description="true: unresolved past due; false: all others."
     )

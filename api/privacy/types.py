@@ -13,18 +13,37 @@ from api.ids import encode_id
 from domain.privacy import service
 from domain.privacy.models import REQUEST_STATUSES, REQUEST_TYPES, DataExport, PrivacyRequest
 
-PrivacyRequestType = strawberry.enum(
-    Enum("PrivacyRequestType", {t.upper(): t for t in REQUEST_TYPES}),  # type: ignore[misc]
-    description="GDPR rights: access (art. 15), erasure (17), rectification (16), objection "
-    "(21), and complaints.",
+
+@strawberry.enum(
+    description="GDPR rights: access (art. 15), erasure (17), rectification (16), objection (21), "
+    "and complaints."
 )
-PrivacyRequestStatus = strawberry.enum(
-    Enum("PrivacyRequestStatus", {s.upper(): s for s in REQUEST_STATUSES}),  # type: ignore[misc]
-    description="open -> in_progress -> completed | rejected (open may also be rejected).",
-)
-DataExportStatus = strawberry.enum(
-    Enum("DataExportStatus", {s.upper(): s for s in ("queued", "running", "ready", "failed")}),  # type: ignore[misc]
-)
+class PrivacyRequestType(Enum):
+    ACCESS = "access"
+    ERASURE = "erasure"
+    RECTIFICATION = "rectification"
+    OBJECTION = "objection"
+    COMPLAINT = "complaint"
+
+
+@strawberry.enum(description="open -> in_progress -> completed | rejected (open may be rejected).")
+class PrivacyRequestStatus(Enum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+
+
+@strawberry.enum
+class DataExportStatus(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
+assert tuple(t.value for t in PrivacyRequestType) == REQUEST_TYPES
+assert tuple(s.value for s in PrivacyRequestStatus) == REQUEST_STATUSES
 
 
 @strawberry.type(
@@ -46,12 +65,12 @@ class PrivacyRequestNode:
 
     @strawberry.field
     @staticmethod
-    def type(root: PrivacyRequest) -> PrivacyRequestType:  # type: ignore[valid-type]
+    def type(root: PrivacyRequest) -> PrivacyRequestType:
         return PrivacyRequestType(root.type)
 
     @strawberry.field
     @staticmethod
-    def status(root: PrivacyRequest) -> PrivacyRequestStatus:  # type: ignore[valid-type]
+    def status(root: PrivacyRequest) -> PrivacyRequestStatus:
         return PrivacyRequestStatus(root.status)
 
     @strawberry.field(description="Unresolved (open or in progress) past the due date.")
@@ -86,7 +105,7 @@ class DataExportNode:
 
     @strawberry.field
     @staticmethod
-    def status(root: DataExport) -> DataExportStatus:  # type: ignore[valid-type]
+    def status(root: DataExport) -> DataExportStatus:
         return DataExportStatus(root.status)
 
     @strawberry.field(description="Bytes of the JSON document (served gzip-encoded).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from domain.audit.models import AuditEntry
 from tests.conftest import Api, count_rows, error_codes
@@ -30,7 +31,7 @@ async def log(api: Api, **variables: Any) -> dict[str, Any]:
 
 async def entries(api: Api) -> list[AuditEntry]:
     async with api.db.read_only() as session:
-        return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        return list(await session.scalars(select(AuditEntry).order_by(col(AuditEntry.id))))
 
 
 async def test_audit_log_is_newest_first_filtered_and_paged(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from domain.audit.models import AuditEntry
 from domain.audit.service import Actor
@@ -125,7 +126,9 @@ async def test_history_is_appended_and_latest_record_wins(api: Api) -> None:
 
     async with api.db.read_only() as session:
         entries = list(
-            await session.scalars(select(AuditEntry).where(AuditEntry.action == "consents.set"))
+            await session.scalars(
+                select(AuditEntry).where(col(AuditEntry.action) == "consents.set")
+            )
         )
     assert len(entries) == 4
     assert entries[0].resource_type == "User"
@@ -201,7 +204,7 @@ async def test_invalid_items_are_refused_with_index_and_nothing_is_written(api: 
     assert error_codes(anonymous) == ["UNAUTHENTICATED"]
     assert await count_rows(api.db, "consent") == 0
     async with api.db.read_only() as session:
-        actions = list(await session.scalars(select(AuditEntry.action)))
+        actions = list(await session.scalars(select(col(AuditEntry.action))))
     assert "consents.set" not in actions
 
 

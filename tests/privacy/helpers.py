@@ -150,7 +150,7 @@ async def aggregates(api: Api) -> dict[str, Any]:
     """What metrics are built on: events per type, purchase value, order count and revenue."""
     ev, od = table(Event), table(Order)
     async with api.db.read_only() as session:
-        per_type = dict(
+        per_type: dict[str, int] = dict(
             (await session.execute(select(ev.c.type, func.count()).group_by(ev.c.type))).all()
         )
         value = await session.scalar(select(func.sum(ev.c.value)))

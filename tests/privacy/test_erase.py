@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import func, or_, select, text
+from sqlmodel import col
 
 from api.ids import encode_id
 from domain.audit.models import AuditEntry
@@ -119,7 +120,7 @@ async def test_erasure_removes_pii_keeps_aggregates_and_hides_the_user(api: Api)
     # the audit entry names counts, never personal data
     async with api.db.read_only() as session:
         entry = (
-            await session.scalars(select(AuditEntry).where(AuditEntry.action == "user.erase"))
+            await session.scalars(select(AuditEntry).where(col(AuditEntry.action) == "user.erase"))
         ).one()
     assert entry.resource_id == str(c1)
     blob = orjson.dumps({"fields": entry.fields, "details": entry.details}).decode()
