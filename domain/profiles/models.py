@@ -33,6 +33,9 @@ class CustomerProfile(SQLModel, table=True):
     first_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     recency_days: int | None = Field(default=None)
+    # Frequency and monetary value within the RFM window (orders_count and revenue are all time).
+    rfm_frequency: int = Field(default=0)
+    rfm_monetary: Decimal = Field(default=Decimal(0), sa_type=Numeric(14, 2), nullable=False)
     r_score: int | None = Field(default=None)
     f_score: int | None = Field(default=None)
     m_score: int | None = Field(default=None)

@@ -168,6 +168,8 @@ def upgrade() -> None:
         sa.Column("first_order_at", domain.columns.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_order_at", domain.columns.UTCDateTime(timezone=True), nullable=True),
         sa.Column("recency_days", sa.Integer(), nullable=True),
+        sa.Column("rfm_frequency", sa.Integer(), nullable=False),
+        sa.Column("rfm_monetary", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("r_score", sa.Integer(), nullable=True),
         sa.Column("f_score", sa.Integer(), nullable=True),
         sa.Column("m_score", sa.Integer(), nullable=True),
