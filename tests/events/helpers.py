@@ -64,9 +64,7 @@ def gid(kind: str, pk: int) -> str:
 async def track(
     api: Api, events: list[dict[str, Any]], *, scopes: str = W, token: str | None = None
 ) -> dict[str, Any]:
-    body = await api.gql(
-        TRACK, {"events": events}, scopes=None if token else scopes, token=token
-    )
+    body = await api.gql(TRACK, {"events": events}, scopes=None if token else scopes, token=token)
     assert "errors" not in body, body
     result: dict[str, Any] = body["data"]["trackEvents"]
     return result

@@ -21,15 +21,33 @@ async def test_valid_batch_of_every_type_is_stored(api: Api, settings: Any) -> N
     at = datetime.now(UTC) - timedelta(hours=2)
     events = [
         view(1, occurredAt=at.isoformat(), channel="Web", properties={"page": "/p/1"}),
-        {"clientEventId": "e-2", "type": "add_to_cart", "userId": gid("User", ids["c-1"]),
-         "productExternalId": "p-2"},
-        {"clientEventId": "e-3", "type": "purchase", "userExternalId": "c-1", "value": "19.90",
-         "currency": "eur"},
-        {"clientEventId": "e-4", "type": "review", "userExternalId": "c-1",
-         "productExternalId": "p-1", "rating": 4},
+        {
+            "clientEventId": "e-2",
+            "type": "add_to_cart",
+            "userId": gid("User", ids["c-1"]),
+            "productExternalId": "p-2",
+        },
+        {
+            "clientEventId": "e-3",
+            "type": "purchase",
+            "userExternalId": "c-1",
+            "value": "19.90",
+            "currency": "eur",
+        },
+        {
+            "clientEventId": "e-4",
+            "type": "review",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+            "rating": 4,
+        },
         {"clientEventId": "e-5", "type": "search", "anonymousId": "anon-1", "query": "red shoes"},
-        {"clientEventId": "e-6", "type": "message_click", "userExternalId": "c-2",
-         "campaignId": "17"},
+        {
+            "clientEventId": "e-6",
+            "type": "message_click",
+            "userExternalId": "c-2",
+            "campaignId": "17",
+        },
         {"clientEventId": "e-7", "type": "custom:wishlist_share", "userExternalId": "c-2"},
         {"clientEventId": "e-8", "type": "share", "anonymousId": "anon-1"},
     ]
@@ -62,53 +80,178 @@ async def test_valid_batch_of_every_type_is_stored(api: Api, settings: Any) -> N
 
 
 INVALID = [
-    ({"clientEventId": "", "type": "view", "userExternalId": "c-1",
-      "productExternalId": "p-1"}, "INVALID", "clientEventId"),
-    ({"clientEventId": "x" * 129, "type": "view", "userExternalId": "c-1",
-      "productExternalId": "p-1"}, "INVALID", "clientEventId"),
+    (
+        {"clientEventId": "", "type": "view", "userExternalId": "c-1", "productExternalId": "p-1"},
+        "INVALID",
+        "clientEventId",
+    ),
+    (
+        {
+            "clientEventId": "x" * 129,
+            "type": "view",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+        },
+        "INVALID",
+        "clientEventId",
+    ),
     ({"clientEventId": "x", "type": "veiw", "userExternalId": "c-1"}, "INVALID_TYPE", "type"),
     ({"clientEventId": "x", "type": "custom:", "userExternalId": "c-1"}, "INVALID_TYPE", "type"),
-    ({"clientEventId": "x", "type": "view", "userExternalId": "c-1"}, "REQUIRED",
-     "productExternalId"),
-    ({"clientEventId": "x", "type": "favorite", "userExternalId": "c-1"}, "REQUIRED",
-     "productExternalId"),
+    (
+        {"clientEventId": "x", "type": "view", "userExternalId": "c-1"},
+        "REQUIRED",
+        "productExternalId",
+    ),
+    (
+        {"clientEventId": "x", "type": "favorite", "userExternalId": "c-1"},
+        "REQUIRED",
+        "productExternalId",
+    ),
     ({"clientEventId": "x", "type": "purchase", "userExternalId": "c-1"}, "REQUIRED", "value"),
-    ({"clientEventId": "x", "type": "purchase", "userExternalId": "c-1", "value": "5.00"},
-     "REQUIRED", "currency"),
-    ({"clientEventId": "x", "type": "purchase", "userExternalId": "c-1", "value": "5.00",
-      "currency": "XYZ"}, "INVALID_CURRENCY", "currency"),
-    ({"clientEventId": "x", "type": "purchase", "userExternalId": "c-1", "value": "-1",
-      "currency": "EUR"}, "INVALID_VALUE", "value"),
-    ({"clientEventId": "x", "type": "purchase", "userExternalId": "c-1", "value": "1.001",
-      "currency": "EUR"}, "INVALID_VALUE", "value"),
-    ({"clientEventId": "x", "type": "review", "userExternalId": "c-1",
-      "productExternalId": "p-1"}, "REQUIRED", "rating"),
-    ({"clientEventId": "x", "type": "review", "userExternalId": "c-1",
-      "productExternalId": "p-1", "rating": 6}, "INVALID_RATING", "rating"),
-    ({"clientEventId": "x", "type": "review", "userExternalId": "c-1",
-      "productExternalId": "p-1", "rating": 0}, "INVALID_RATING", "rating"),
-    ({"clientEventId": "x", "type": "view", "userExternalId": "c-1", "productExternalId": "p-1",
-      "rating": 3}, "INVALID", "rating"),
+    (
+        {"clientEventId": "x", "type": "purchase", "userExternalId": "c-1", "value": "5.00"},
+        "REQUIRED",
+        "currency",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "purchase",
+            "userExternalId": "c-1",
+            "value": "5.00",
+            "currency": "XYZ",
+        },
+        "INVALID_CURRENCY",
+        "currency",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "purchase",
+            "userExternalId": "c-1",
+            "value": "-1",
+            "currency": "EUR",
+        },
+        "INVALID_VALUE",
+        "value",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "purchase",
+            "userExternalId": "c-1",
+            "value": "1.001",
+            "currency": "EUR",
+        },
+        "INVALID_VALUE",
+        "value",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "review",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+        },
+        "REQUIRED",
+        "rating",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "review",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+            "rating": 6,
+        },
+        "INVALID_RATING",
+        "rating",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "review",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+            "rating": 0,
+        },
+        "INVALID_RATING",
+        "rating",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "view",
+            "userExternalId": "c-1",
+            "productExternalId": "p-1",
+            "rating": 3,
+        },
+        "INVALID",
+        "rating",
+    ),
     ({"clientEventId": "x", "type": "search", "userExternalId": "c-1"}, "REQUIRED", "query"),
-    ({"clientEventId": "x", "type": "message_open", "userExternalId": "c-1"}, "REQUIRED",
-     "campaignId"),
-    ({"clientEventId": "x", "type": "message_open", "userExternalId": "c-1",
-      "messageId": "abc"}, "INVALID_ID", "messageId"),
-    ({"clientEventId": "x", "type": "view", "userExternalId": "c-1",
-      "productExternalId": "nope"}, "UNKNOWN_PRODUCT", "productExternalId"),
-    ({"clientEventId": "x", "type": "share", "userExternalId": "nobody"}, "UNKNOWN_USER",
-     "userExternalId"),
+    (
+        {"clientEventId": "x", "type": "message_open", "userExternalId": "c-1"},
+        "REQUIRED",
+        "campaignId",
+    ),
+    (
+        {"clientEventId": "x", "type": "message_open", "userExternalId": "c-1", "messageId": "abc"},
+        "INVALID_ID",
+        "messageId",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "view",
+            "userExternalId": "c-1",
+            "productExternalId": "nope",
+        },
+        "UNKNOWN_PRODUCT",
+        "productExternalId",
+    ),
+    (
+        {"clientEventId": "x", "type": "share", "userExternalId": "nobody"},
+        "UNKNOWN_USER",
+        "userExternalId",
+    ),
     ({"clientEventId": "x", "type": "share", "userId": "bad-id"}, "INVALID_ID", "userId"),
     ({"clientEventId": "x", "type": "share"}, "REQUIRED", "userId"),
-    ({"clientEventId": "x", "type": "share", "userExternalId": "c-1", "properties": [1]},
-     "INVALID_PROPERTIES", "properties"),
-    ({"clientEventId": "x", "type": "share", "userExternalId": "c-1",
-      "properties": {"blob": "y" * 5000}}, "TOO_LARGE", "properties"),
-    ({"clientEventId": "x", "type": "share", "userExternalId": "c-1",
-      "occurredAt": "2020-01-01T00:00:00+00:00"}, "TOO_OLD", "occurredAt"),
-    ({"clientEventId": "x", "type": "share", "userExternalId": "c-1",
-      "occurredAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "TOO_NEW",
-     "occurredAt"),
+    (
+        {"clientEventId": "x", "type": "share", "userExternalId": "c-1", "properties": [1]},
+        "INVALID_PROPERTIES",
+        "properties",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "share",
+            "userExternalId": "c-1",
+            "properties": {"blob": "y" * 5000},
+        },
+        "TOO_LARGE",
+        "properties",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "share",
+            "userExternalId": "c-1",
+            "occurredAt": "2020-01-01T00:00:00+00:00",
+        },
+        "TOO_OLD",
+        "occurredAt",
+    ),
+    (
+        {
+            "clientEventId": "x",
+            "type": "share",
+            "userExternalId": "c-1",
+            "occurredAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        },
+        "TOO_NEW",
+        "occurredAt",
+    ),
 ]
 
 
@@ -129,7 +272,7 @@ async def test_invalid_event_is_rejected_with_a_typed_error(
 async def test_naive_timestamp_is_refused(api: Api, settings: Any) -> None:
     await seed(api.db, settings)
     body = await api.gql(
-        "mutation { trackEvents(input: {events: [{clientEventId: \"x\", type: \"share\", "
+        'mutation { trackEvents(input: {events: [{clientEventId: "x", type: "share", '
         'userExternalId: "c-1", occurredAt: "2026-01-01T00:00:00"}]}) { accepted } }',
         scopes=W,
     )
@@ -154,9 +297,7 @@ async def test_mixed_batch_stores_exactly_the_valid_events(api: Api, settings: A
     assert [e.client_event_id for e in await stored(api.db)] == ["e-1", "e-3"]
 
 
-async def test_duplicates_within_and_across_calls_are_stored_once(
-    api: Api, settings: Any
-) -> None:
+async def test_duplicates_within_and_across_calls_are_stored_once(api: Api, settings: Any) -> None:
     ids = await seed(api.db, settings)
     first = await track(api, [view(1), view(2), view(1, productExternalId="p-2")])
     assert (first["accepted"], first["duplicates"]) == (2, 1)
