@@ -422,12 +422,11 @@ async def track_events(
         # A shopper token sends events for its own customer only; naming anyone else refuses the
         # whole call (nothing is stored), and unknown ids are refused the same way, so the
         # answer says nothing about who exists.
-        own_ext = None
-        if user_exts:
-            own_ext = await session.scalar(
-                select(customers.c.external_id).where(customers.c.id == shopper)
-            )
-        if (user_ids - {shopper}) or (user_exts - {own_ext}):
+        # The token outlives an erasure: its customer must still exist (else nothing is stored).
+        own_ext = await session.scalar(
+            select(customers.c.external_id).where(customers.c.id == shopper)
+        )
+        if own_ext is None or (user_ids - {shopper}) or (user_exts - {own_ext}):
             raise DomainError.one(
                 "FORBIDDEN_USER",
                 "a shopper token may only send events for its own user",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, text
@@ -157,3 +158,30 @@ async def test_erased_while_the_token_lives(api: Api) -> None:
     # and no new token can be minted for the erased shopper
     response = await exchange(api.client, await delegate_client(api), "alice")
     assert response.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("what", ["trackEvents", "identify"])
+async def test_erased_shoppers_token_writes_nothing(api: Api, what: str) -> None:
+    pks = await make_customers(api, "alice")
+    token = await shopper_token(api, "alice")
+    async with api.db.unit_of_work() as session:  # what eraseUser does to the customer row
+        await session.execute(text("DELETE FROM customer WHERE id = :id"), {"id": pks["alice"]})
+    before = {t: await count_rows(api.db, t) for t in ("event", "identity_link", "customer")}
+    if what == "trackEvents":
+        body = await api.gql(
+            """mutation { trackEvents(input: {events: [{clientEventId: "e-1", type: "custom:x"}]})
+            { accepted errors { code } } }""",
+            token=token,
+        )
+        assert error_codes(body) == [], body
+        assert body["data"]["trackEvents"]["accepted"] == 0, body
+        assert body["data"]["trackEvents"]["errors"], body
+    else:
+        body = await api.gql(
+            'mutation { identify(input: {anonymousId: "anon-1"}) { user { id } errors { code } } }',
+            token=token,
+        )
+        assert error_codes(body) == [], body
+        assert body["data"]["identify"]["user"] is None, body
+        assert body["data"]["identify"]["errors"], body
+    assert {t: await count_rows(api.db, t) for t in before} == before
