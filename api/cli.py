@@ -46,12 +46,14 @@ import_app = typer.Typer(
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 events_app = typer.Typer(help="Behaviour events.", no_args_is_help=True)
+profiles_app = typer.Typer(help="Shopper profiles.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(demo_app, name="demo")
 app.add_typer(import_app, name="import")
 app.add_typer(schema_app, name="schema")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
+app.add_typer(profiles_app, name="profiles")
 
 err = Console(stderr=True)
 out = Console()
@@ -498,3 +500,65 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@profiles_app.command("recompute")
+def profiles_recompute(
+    customer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--customer", help="External id of a customer to recompute (repeatable; default: all)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Recompute shopper profiles: RFM, lifecycle, CLV (with the model fit), interests, active
+    hours. Each chunk of customers commits on its own (safe to interrupt and to run again)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from domain.profiles.service import recompute
+    from domain.users.models import Customer
+
+    settings = get_settings()
+
+    async def go() -> Any:
+        db = _db()
+        try:
+            ids = None
+            if customer:
+                async with db.read_only() as session:
+                    found = dict(
+                        (
+                            await session.execute(
+                                select(col(Customer.external_id), col(Customer.id)).where(
+                                    col(Customer.external_id).in_(customer)
+                                )
+                            )
+                        ).all()
+                    )
+                missing = sorted(set(customer) - set(found))
+                if missing:
+                    err.print(f"[red]unknown customer:[/red] {', '.join(missing)}")
+                    raise typer.Exit(1)
+                ids = list(found.values())
+            with _progress() as progress:
+                bar = progress.add_task("recompute profiles", total=None)
+
+                def report(done: int, total: int) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                return await recompute(db, settings, customer_ids=ids, progress=report)
+        finally:
+            await db.dispose()
+
+    summary = _run(go).summary()
+    if as_json:
+        print(json.dumps(summary))
+        return
+    clv = summary["clv"]
+    err.print(
+        f"recomputed {summary['customers']} profiles ({summary['buyers']} buyers); stages "
+        f"{summary['stages']}; CLV model {clv.get('model')}"
+        + (f" skipped: {clv['skipped']}" if clv.get("skipped") else "")
+    )

@@ -39,4 +39,16 @@ async def purge_events(ctx: dict[str, Any]) -> dict[str, Any]:
     return (await purge(ctx["db"], ctx["settings"])).as_dict()
 
 
-TASKS = [import_file, build_export, purge_exports, purge_events]
+async def recompute_profiles(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Recompute every shopper profile (RFM, lifecycle, CLV, interests); returns the summary with
+    the fitted CLV model's parameters. Each chunk commits on its own: safe to interrupt and rerun."""
+    import logging
+
+    from domain.profiles.service import recompute
+
+    result = (await recompute(ctx["db"], ctx["settings"])).summary()
+    logging.getLogger("precis.profiles").info("profiles recomputed %s", result)
+    return result
+
+
+TASKS = [import_file, build_export, purge_exports, purge_events, recompute_profiles]
