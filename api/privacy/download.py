@@ -44,8 +44,8 @@ async def download_export(request: Request) -> Response:
         client_id=principal.client_id, subject=principal.subject, request_id=uuid.uuid4().hex
     )
     async with services.db.unit_of_work() as session:
-        export = await for_client(session, export_id, principal.client_id)
-        if export is None or not downloadable(export):
+        export = await for_client(session, export_id, principal.client_id, content=True)
+        if export is None or export.content_gzip is None or not downloadable(export):
             return not_found
         content = export.content_gzip
         await audit.record(

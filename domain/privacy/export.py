@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 from sqlmodel import col
 
 from domain.audit import service as audit
@@ -333,11 +334,15 @@ async def purge_expired(session: AsyncSession) -> int:
     return count
 
 
-async def for_client(session: AsyncSession, export_id: str, client_id: str) -> DataExport | None:
-    """The export if ``client_id`` requested it (anyone else sees nothing)."""
+async def for_client(
+    session: AsyncSession, export_id: str, client_id: str, *, content: bool = False
+) -> DataExport | None:
+    """The export if ``client_id`` requested it (anyone else sees nothing). The gzip bytes are
+    loaded only with ``content=True`` (status queries do not need megabytes)."""
     if len(export_id) > 64:
         return None
-    export = await session.get(DataExport, export_id)
+    options = [] if content else [defer(col(DataExport.content_gzip))]
+    export = await session.get(DataExport, export_id, options=options)
     if export is None or export.requested_by_client_id != client_id:
         return None
     return export
@@ -346,9 +351,9 @@ async def for_client(session: AsyncSession, export_id: str, client_id: str) -> D
 def downloadable(export: DataExport) -> bool:
     return (
         export.status == "ready"
-        and export.content_gzip is not None
+        and export.sha256 is not None
         and (export.expires_at is None or export.expires_at > utcnow())
     )
 
 
-__all__ = ["SECTIONS", "build_export", "col", "register", "request_export"]
+__all__ = ["SECTIONS", "build_export", "register", "request_export"]
