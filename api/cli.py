@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.privacy.cli import privacy_app
 from domain.audit import service as audit
 from domain.audit.service import Actor
 from domain.settings import ConfigurationError, get_settings
@@ -54,6 +55,7 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(privacy_app, name="privacy")
 
 err = Console(stderr=True)
 out = Console()

@@ -365,6 +365,8 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
             return _oauth_error("invalid_request", "body is not UTF-8", 400)
         form: dict[str, str] = {}
         for key, value in pairs:
+            if "\x00" in key or "\x00" in value:  # PostgreSQL text cannot hold NUL
+                return _oauth_error("invalid_request", "NUL characters are not allowed", 400)
             if key in form:
                 return _oauth_error("invalid_request", f"parameter {key} repeated", 400)
             form[key] = value
@@ -372,7 +374,7 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         headers["Authorization"] = request.headers.get("authorization", "")
         exchange = Exchange()
         client_id = extract_basic_authorization(headers)[0] or form.get("client_id")
-        if client_id and len(client_id) <= 64:
+        if client_id and len(client_id) <= 64 and "\x00" not in client_id:
             async with self.db.read_only() as session:
                 row = await auth_service.get_client(session, client_id)
             if row is not None and row.disabled_at is None:

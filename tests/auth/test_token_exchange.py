@@ -213,6 +213,12 @@ async def test_denials_change_nothing(api: Api) -> None:
         assert response.json()["error"] == error, (name, response.text)
         assert "access_token" not in response.json()
 
+    # NUL characters (PostgreSQL text cannot hold them) in a parameter or in the client id
+    response = await exchange(api.client, good, "ali\x00ce")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    response = await exchange(api.client, (good[0] + "\x00", good[1]), "alice")
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+
     # the token endpoint does not take a shopper token as credentials, for any grant
     for grant in ("client_credentials", TOKEN_EXCHANGE):
         response = await api.client.post(
@@ -228,6 +234,13 @@ async def test_denials_change_nothing(api: Api) -> None:
     )
     assert response.status_code == 200
     assert response.json()["scope"] == "shoppers:delegate"
+    # nor do introspection and revocation
+    for endpoint in ("/oauth/introspect", "/oauth/revoke"):
+        response = await api.client.post(
+            endpoint, data={"token": shopper}, headers={"Authorization": f"Bearer {shopper}"}
+        )
+        assert response.status_code == 401, (endpoint, response.text)
+    assert await count_rows(api.db, "revoked_token") == 0
     assert await count_rows(api.db, "audit_entry") == audits_before
     assert len(await exchange_audits(api)) == 1  # only the one shopper_token() made
 
