@@ -25,7 +25,6 @@ import orjson
 from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
-from sqlmodel import col
 
 from domain.audit import service as audit
 from domain.audit.service import SYSTEM, Actor
@@ -341,7 +340,8 @@ async def for_client(
     loaded only with ``content=True`` (status queries do not need megabytes)."""
     if len(export_id) > 64:
         return None
-    options = [] if content else [defer(col(DataExport.content_gzip))]
+    column: Any = DataExport.content_gzip  # an InstrumentedAttribute at run time
+    options = [] if content else [defer(column)]
     export = await session.get(DataExport, export_id, options=options)
     if export is None or export.requested_by_client_id != client_id:
         return None
