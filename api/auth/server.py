@@ -30,6 +30,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oauth2.rfc9068 import JWTIntrospectionEndpoint
 from joserfc.jwk import KeySet
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -377,8 +378,11 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         if client_id and len(client_id) <= 64 and "\x00" not in client_id:
             async with self.db.read_only() as session:
                 row = await auth_service.get_client(session, client_id)
-            if row is not None and row.disabled_at is None:
-                exchange.clients[row.id] = Client(row)
+                if row is not None and row.disabled_at is None:
+                    exchange.clients[row.id] = Client(row)
+                    # Token exchange: the customer, loaded before Authlib's synchronous flow runs.
+                    if form.get("grant_type") == shoppers.TOKEN_EXCHANGE:
+                        exchange.shopper = await _load_shopper(session, form)
         uri = self.settings.issuer.rstrip("/") + request.url.path
         oauth_request = StarletteOAuth2Request(request.method, uri, headers, form)
         oauth_request.exchange = exchange
@@ -400,8 +404,6 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         if isinstance(prepared, Response):
             return prepared
         exchange: Exchange = prepared.exchange  # type: ignore[attr-defined]
-        if prepared.form.get("grant_type") == shoppers.TOKEN_EXCHANGE and exchange.clients:
-            exchange.shopper = await self._load_shopper(prepared.form)
         response = self._run(prepared, self.create_token_response)
         issued = exchange.issued
         if response.status_code == 200 and issued is not None:
@@ -416,22 +418,6 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
                     ttl=issued.ttl,
                 )
         return response
-
-    async def _load_shopper(self, form: dict[str, str]) -> Shopper | None:
-        """The customer a token exchange names, loaded before Authlib's synchronous flow runs."""
-        kind, value = form.get("subject_token_type"), form.get("subject_token") or ""
-        async with self.db.read_only() as session:
-            if kind == shoppers.EXTERNAL_ID_TYPE:
-                row = await shoppers.customer_by_external_id(session, value)
-            elif kind == shoppers.USER_ID_TYPE:
-                try:
-                    pk = decode_id(value, "User")[1]
-                except BadId:
-                    return None
-                row = await shoppers.customer_by_id(session, pk)
-            else:
-                return None
-        return None if row is None or row.id is None else Shopper(customer_id=row.id)
 
     async def introspect(self, request: Request) -> Response:
         prepared = await self._prepare(request)
@@ -499,6 +485,22 @@ class PrecisAuthorizationServer(_AuthlibServer):  # type: ignore[misc]
         )
         token["issued_at"] = int(time.time())
         return token
+
+
+async def _load_shopper(session: AsyncSession, form: dict[str, str]) -> Shopper | None:
+    """The customer a token exchange's subject_token names; None if unknown or erased."""
+    kind, value = form.get("subject_token_type"), form.get("subject_token") or ""
+    if kind == shoppers.EXTERNAL_ID_TYPE:
+        row = await shoppers.customer_by_external_id(session, value)
+    elif kind == shoppers.USER_ID_TYPE:
+        try:
+            pk = decode_id(value, "User")[1]
+        except BadId:
+            return None
+        row = await shoppers.customer_by_id(session, pk)
+    else:
+        return None
+    return None if row is None or row.id is None else Shopper(customer_id=row.id)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
