@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.audit import service as audit
 from domain.audit.service import Actor
@@ -45,7 +46,15 @@ async def erase_user(
     privacy_request_id: int | None = None,
     due_days: int,
 ) -> Erased:
-    customer = await session.get(Customer, customer_id)
+    # Lock the customer row first (PostgreSQL; SQLite runs one writer at a time anyway): an event or
+    # order being written for this customer holds a key-share lock on it, so erasure waits for it
+    # and then anonymises it too; one arriving later fails its foreign-key check instead of
+    # linking to a customer being erased.
+    customer = (
+        await session.execute(
+            select(Customer).where(col(Customer.id) == customer_id).with_for_update()
+        )
+    ).scalar_one_or_none()
     if customer is None:
         raise DomainError.one("NOT_FOUND", "no such user", "input", "userId")
     request: PrivacyRequest | None = None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select, text
+import pytest
+from sqlalchemy import func, insert, or_, select, text
 from sqlmodel import col
 
 from api.ids import encode_id
@@ -13,8 +15,9 @@ from domain.audit.models import AuditEntry
 from domain.events.models import Event
 from domain.orders.models import Order
 from domain.privacy.models import PrivacyRequest
+from domain.sql import table as core_table
 from tests.conftest import Api, count_rows, error_codes
-from tests.privacy.helpers import aggregates, make_customers, seed_shopper
+from tests.privacy.helpers import T0, aggregates, make_customers, seed_shopper
 
 P = "privacy:manage"
 ERASE = """
@@ -88,9 +91,9 @@ async def test_erasure_removes_pii_keeps_aggregates_and_hides_the_user(api: Api)
         )
     assert (linked, orders, secrets) == (0, 0, 0)
     assert c2_events == 20
-    for table in CHILD_TABLES:
-        assert c1 not in await per_customer(api, table), table
-        assert c2 in await per_customer(api, table), table
+    for name in CHILD_TABLES:
+        assert c1 not in await per_customer(api, name), name
+        assert c2 in await per_customer(api, name), name
     assert await count_rows(api.db, "customer") == 1
     assert await count_rows(api.db, "data_export") == 0
 
@@ -179,7 +182,50 @@ async def test_denied_erasures_change_nothing(api: Api) -> None:
     assert error_codes(both) == ["BAD_USER_INPUT"]
     assert await count_rows(api.db, "customer") == 1
     assert await count_rows(api.db, "privacy_request") == 0
-    for table in CHILD_TABLES:
-        assert await per_customer(api, table) == {ids["c-1"]: 3 if table == "consent" else 1}
+    for name in CHILD_TABLES:
+        assert await per_customer(api, name) == {ids["c-1"]: 3 if name == "consent" else 1}
     assert await per_customer(api, "event") == {ids["c-1"]: 4}
     assert await aggregates(api) == before
+
+
+async def test_an_event_written_during_erasure_is_anonymised_too(api: Api, backend: str) -> None:
+    """Real concurrency on PostgreSQL: an event insert for the shopper is in flight (not yet
+    committed) when erasure starts; erasure waits for it and anonymises it as well."""
+    if backend != "postgres":
+        pytest.skip("SQLite runs one writer at a time; the race cannot happen there")
+    ids = await make_customers(api, "c-1")
+    c1 = ids["c-1"]
+    ev = core_table(Event)
+    async with api.db.sessions() as writer:
+        await writer.execute(
+            insert(ev).values(
+                client_event_id="in-flight",
+                customer_id=c1,
+                type="search",
+                properties={"query": "secret"},
+                source_client_id="test",
+                occurred_at=T0,
+                received_at=T0,
+            )
+        )
+        erasing = asyncio.create_task(erase(api, userExternalId="c-1"))
+        # wait until erasure is blocked on the writer's lock, then let the writer commit
+        async with api.db.read_only() as probe:
+            for _ in range(500):
+                waiting = await probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+                if waiting or erasing.done():
+                    break
+                await asyncio.sleep(0.01)
+                await probe.rollback()  # a fresh snapshot of pg_stat_activity
+        assert not erasing.done()
+        await writer.commit()
+    done = await erasing
+    assert done["errors"] == [] and done["eventsAnonymised"] == 1
+    async with api.db.read_only() as session:
+        row = (await session.execute(select(ev).where(ev.c.client_event_id == "in-flight"))).one()
+    assert (row.customer_id, row.anonymous_id, row.properties) == (None, None, {})
