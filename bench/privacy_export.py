@@ -9,6 +9,7 @@ output itself is held in memory, as it is stored in one column).
 
     .venv/bin/python bench/privacy_export.py                       # SQLite, 100,000 events
     .venv/bin/python bench/privacy_export.py --database postgres
+    .venv/bin/python bench/privacy_export.py --quick               # a few seconds, for CI
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--orders", type=int, default=500)
-    return p.parse_args(argv)
+    p.add_argument("--quick", action="store_true", help="2,000 events, 10 orders (for CI).")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.orders = 2_000, 10
+    return args
 
 
 async def seed(benv: common.BenchEnv, events: int, orders: int) -> int:
