@@ -20,7 +20,7 @@ from domain.audit.service import Actor
 from domain.errors import DomainError
 from domain.events.models import Event, IdentityLink
 from domain.orders.models import Order
-from domain.privacy import service as requests
+from domain.privacy import service as privacy_requests
 from domain.privacy.models import DataExport, PrivacyRequest
 from domain.sql import table
 from domain.users.models import Customer
@@ -71,7 +71,7 @@ async def erase_user(
                 "input",
                 "privacyRequestId",
             )
-        if request.status not in requests.UNRESOLVED:
+        if request.status not in privacy_requests.UNRESOLVED:
             raise DomainError.one(
                 "INVALID_TRANSITION",
                 f"the privacy request is already {request.status}",
@@ -79,7 +79,7 @@ async def erase_user(
                 "privacyRequestId",
             )
     if request is None:
-        request = await requests.create_request(
+        request = await privacy_requests.create_request(
             session, actor, type="erasure", customer_id=customer_id, due_days=due_days
         )
 
@@ -111,7 +111,7 @@ async def erase_user(
     exports = _count(await session.execute(delete(ex).where(ex.c.customer_id == customer_id)))
     await session.execute(delete(table(Customer)).where(table(Customer).c.id == customer_id))
     session.expunge(customer)
-    await requests.complete(session, request, "erased")
+    await privacy_requests.complete(session, request, "erased")
     await audit.record(
         session,
         actor,

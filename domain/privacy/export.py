@@ -36,7 +36,7 @@ from domain.errors import DomainError
 from domain.events.models import Event, IdentityLink
 from domain.keys import Keys
 from domain.orders.models import Order, OrderLine
-from domain.privacy import service as requests
+from domain.privacy import service as privacy_requests
 from domain.privacy.models import DataExport, PrivacyRequest
 from domain.profiles.models import CustomerProfile
 from domain.sql import table
@@ -232,7 +232,7 @@ async def request_export(
 ) -> tuple[DataExport, PrivacyRequest]:
     """A queued export plus the ``access`` privacy request it answers; the caller queues
     ``build_export`` after commit."""
-    request = await requests.create_request(
+    request = await privacy_requests.create_request(
         session,
         actor,
         type="access",
@@ -307,7 +307,7 @@ async def build_export(db: Database, keys: Keys, export_id: str, *, ttl_days: in
         if export.privacy_request_id is not None:
             request = await session.get(PrivacyRequest, export.privacy_request_id)
             if request is not None:
-                await requests.complete(session, request, f"data export {export_id} ready")
+                await privacy_requests.complete(session, request, f"data export {export_id} ready")
         await audit.record(
             session,
             SYSTEM,
