@@ -408,9 +408,21 @@ def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:
         raise typer.Exit(1) from exc
     if summary is None:
         return
-    err.print(
-        f"{summary['accepted']} accepted, {summary['rejected']} rejected of {summary['rows']} rows"
-    )
+    if "orders" in summary:
+        err.print(
+            f"{summary['orders']} orders in {summary['rows']} rows: {summary['accepted']} stored, "
+            f"{summary['duplicates']} unchanged, {summary['rejected']} rejected"
+        )
+    elif "duplicates" in summary:
+        err.print(
+            f"{summary['accepted']} accepted, {summary['duplicates']} duplicates, "
+            f"{summary['rejected']} rejected of {summary['rows']} rows"
+        )
+    else:
+        err.print(
+            f"{summary['accepted']} accepted, {summary['rejected']} rejected of "
+            f"{summary['rows']} rows"
+        )
     for item in summary.get("errors", [])[:20]:
         err.print(f"  line {item['line']}: {item['message']}")
     if summary["rejected"] > 20:
@@ -444,6 +456,40 @@ def import_products(
 ) -> None:
     """Import products, validated row by row, upserted on externalId."""
     _import("products", file, fmt, wait)
+
+
+@import_app.command("orders")
+def import_orders(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (one row per order line, rows of one order adjacent), JSON Lines (one "
+            "order per line with a lines array), or the UCI Online Retail CSV."
+        ),
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl or online-retail (default: csv or jsonl from the file name).",
+        ),
+    ] = None,
+    wait: WaitOpt = True,
+) -> None:
+    """Import orders through recordOrders rules: valid orders stored, each with its purchase
+    event; a re-imported order is unchanged; bad orders reported with their line numbers."""
+    _import("orders", file, fmt, wait)
+
+
+@import_app.command("events")
+def import_events(
+    file: Annotated[Path, typer.Argument(help="CSV with a header, or JSON Lines.")],
+    fmt: FormatOpt = None,
+    wait: WaitOpt = True,
+) -> None:
+    """Import behaviour events through trackEvents rules, 500 per batch; a repeated
+    client_event_id is counted as a duplicate and stored once."""
+    _import("events", file, fmt, wait)
 
 
 @events_app.command("purge")

@@ -21,6 +21,7 @@ from domain.users.service import mask_email, mask_phone
 
 if TYPE_CHECKING:
     from api.events.types import Event
+    from api.orders.types import Order
     from api.profiles.types import Profile
 
 
@@ -103,6 +104,20 @@ class User(Node):
         from api.events.queries import user_events
 
         return await user_events(info, root.id or 0, first, after, type)
+
+    @strawberry.field(
+        permission_classes=[UsersReadOrSelf],
+        description="The user's orders, newest first (users:read, or the shopper's own token "
+        "through `me`).",
+    )
+    @staticmethod
+    async def orders(
+        root: Customer, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[Annotated[Order, strawberry.lazy("api.orders.types")]]:
+        from api.orders.queries import orders_page
+        from domain.orders.repository import OrderFilter
+
+        return await orders_page(info, OrderFilter(customer_id=root.id or 0), first, after)
 
     @strawberry.field(
         description="Derived profile (RFM, lifecycle, CLV, interests, active hours); a default "

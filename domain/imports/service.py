@@ -1,4 +1,5 @@
-"""Imports of users and products from CSV or JSON Lines, run as idempotent background tasks.
+"""Imports of users, products, orders and events from CSV or JSON Lines, run as idempotent
+background tasks.
 
 A task's id comes from the file's bytes, so importing the same file twice is one task. Rows are
 validated one by one and upserted in batches through the users and catalog services, each batch in its
@@ -8,6 +9,13 @@ its invalid rows: every valid row lands and every invalid row is reported with i
 Formats: a CSV file has a header row naming its columns (``external_id`` or ``externalId``); an empty
 cell means "not given". A JSON Lines file has one object per line with the same keys; a key that is
 absent means "not given" and ``null`` clears the field.
+
+Orders and events go through ``record_orders`` and ``track_events``, which store the valid items of
+a batch and report the others by index (no resending needed). An orders CSV has one row per order
+line; adjacent rows with the same ``external_id`` are one order, whose order-level columns come from
+its first row (later rows may leave them empty). An orders JSON Lines file has one order per line
+with a ``lines`` array. ``--format online-retail`` reads the UCI Online Retail layout (see
+``domain.imports.online_retail``).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import csv
 import hashlib
 import io
 import re
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,14 +37,17 @@ from sqlalchemy import update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.audit.service import Actor
 from domain.columns import utcnow
 from domain.db import Database
 from domain.errors import DomainError, FieldError
 from domain.tasks.models import TaskRun
 
-KINDS = ("users", "products")
+KINDS = ("users", "products", "orders", "events")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BATCH = 100
+ORDER_BATCH = 100  # record_orders takes at most 100 orders per call
+EVENT_BATCH = 500  # track_events takes at most 500 events per call
 MAX_ERRORS = 1000
 MAX_LINE_BYTES = 1_000_000
 
@@ -68,7 +80,48 @@ PRODUCT_COLUMNS = (
     "active",
     "attributes",
 )
-COLUMNS = {"users": USER_COLUMNS, "products": PRODUCT_COLUMNS}
+ORDER_LINE_COLUMNS = ("product_external_id", "title", "quantity", "unit_price")
+ORDER_COLUMNS = (
+    "external_id",
+    "user_id",
+    "user_external_id",
+    "anonymous_id",
+    "status",
+    "currency",
+    "subtotal",
+    "discount_total",
+    "shipping_total",
+    "tax_total",
+    "total",
+    "refunded_total",
+    "coupon_code",
+    "channel",
+    "campaign_id",
+    "placed_at",
+    *ORDER_LINE_COLUMNS,
+    "lines",  # JSON Lines only: the order's lines as an array of objects
+)
+EVENT_COLUMNS = (
+    "client_event_id",
+    "type",
+    "user_external_id",
+    "anonymous_id",
+    "product_external_id",
+    "properties",
+    "value",
+    "currency",
+    "channel",
+    "rating",
+    "query",
+    "occurred_at",
+)
+COLUMNS = {
+    "users": USER_COLUMNS,
+    "products": PRODUCT_COLUMNS,
+    "orders": ORDER_COLUMNS,
+    "events": EVENT_COLUMNS,
+}
+KEY_COLUMN = {"events": "client_event_id"}  # the others: external_id
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 
@@ -94,11 +147,15 @@ def import_job_id(task: TaskRun) -> str:
     return task.id if attempt == 1 else f"{task.id}-attempt{attempt}"
 
 
-def _format(path: Path, fmt: str | None) -> str:
+def _format(path: Path, fmt: str | None, kind: str = "users") -> str:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt == "ndjson":
             fmt = "jsonl"
+        if fmt == "online-retail":
+            if kind != "orders":
+                raise ImportError_("--format online-retail is for orders only")
+            return fmt
         if fmt not in ("csv", "jsonl"):
             raise ImportError_(f"unknown format {fmt!r}: use csv or jsonl")
         return fmt
@@ -150,14 +207,14 @@ async def create_import(
 ) -> TaskRun:
     """Record an import task for a file; the same file (by content) is always the same task."""
     if kind not in KINDS:
-        raise ImportError_(f"unknown import kind {kind!r}: use users or products")
+        raise ImportError_(f"unknown import kind {kind!r}: use {', '.join(KINDS)}")
     path = _open_checked(Path(path))
-    fmt = _format(path, fmt)
+    fmt = _format(path, fmt, kind)
     try:
         digest, lines = _scan(path)
     except OSError as exc:
         raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
-    total = max(lines - 1, 0) if fmt == "csv" else lines
+    total = max(lines - 1, 0) if fmt in ("csv", "online-retail") else lines
     task_id = f"import-{kind}-{digest[:16]}"
     params = {"kind": kind, "path": str(path), "format": fmt, "sha256": digest}
 
@@ -257,6 +314,30 @@ def _price(name: str, value: Any) -> str:
     raise RowError(f"{name} must be a decimal amount like 19.99", name)
 
 
+def _lines(name: str, value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        value = _object_or_list(name, value)
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise RowError(f"{name} must be an array of line objects", name)
+    lines = []
+    for raw in value:
+        line: dict[str, Any] = {}
+        for key, cell in raw.items():
+            sub = snake(key)
+            if sub not in ORDER_LINE_COLUMNS:
+                raise RowError(f"unknown line field {key!r}", name)
+            line[sub] = cell if cell is None else CONVERT.get(sub, _string)(sub, cell)
+        lines.append(line)
+    return lines
+
+
+def _object_or_list(name: str, value: str) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RowError(f"{name} is not valid JSON: {exc}", name) from exc
+
+
 CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "birth_date": _date,
     "attributes": _object,
@@ -265,6 +346,21 @@ CONVERT: dict[str, Callable[[str, Any], Any]] = {
     "stock": _integer,
     "active": _boolean,
     "price": _price,
+    # orders and events
+    "quantity": _integer,
+    "unit_price": _price,
+    "subtotal": _price,
+    "discount_total": _price,
+    "shipping_total": _price,
+    "tax_total": _price,
+    "total": _price,
+    "refunded_total": _price,
+    "value": _price,
+    "user_id": _integer,
+    "campaign_id": _integer,
+    "rating": _integer,
+    "properties": _object,
+    "lines": _lines,
 }
 
 
@@ -306,8 +402,11 @@ def _csv_rows(kind: str, fh: io.TextIOBase) -> Iterator[Row]:
         )
     if len(set(names)) != len(names):
         raise ImportError_("the header names a column twice")
-    if "external_id" not in names:
-        raise ImportError_("the header has no external_id column")
+    key = KEY_COLUMN.get(kind, "external_id")
+    if key not in names:
+        raise ImportError_(f"the header has no {key} column")
+    if kind == "orders" and "lines" in names:
+        raise ImportError_("an orders CSV has one row per line: use the line columns, not lines")
     while True:
         start = reader.line_num + 1
         try:
@@ -395,6 +494,19 @@ class _Run:
     accepted: int = 0
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Orders and events: counts beyond accepted/rejected (duplicates, updated, unlinked...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-run objects, not reported
+
+    def add(self, name: str, n: int | float = 1) -> None:
+        self.extra[name] = self.extra.get(name, 0) + n
+
+    def reject_lines(self, problems: Sequence[tuple[int, str, str | None]]) -> None:
+        """One rejected item (an order) whose problems sit on several lines."""
+        self.rejected += 1
+        for line, message, name in problems:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append({"line": line, "message": message, "field": name})
 
     def reject(self, line: int, problems: Sequence[tuple[str, str | None]]) -> None:
         self.rejected += 1
@@ -447,6 +559,7 @@ class _Run:
             "rows": self.rows,
             "accepted": self.accepted,
             "rejected": self.rejected,
+            **self.extra,
             "errors": sorted(self.errors, key=lambda e: int(e["line"])),
         }
 
@@ -480,8 +593,11 @@ async def run_import(
     kind, path, fmt = params["kind"], Path(params["path"]), params["format"]
     run = _Run(task_id, kind, db)
     try:
-        run.upsert = _upsert_for(kind, db)
-        await _read_all(run, path, fmt, params.get("sha256"), total, progress)
+        if kind in ("orders", "events"):
+            await _read_stream(run, path, fmt, params.get("sha256"), total, progress)
+        else:
+            run.upsert = _upsert_for(kind, db)
+            await _read_all(run, path, fmt, params.get("sha256"), total, progress)
     except ImportError_ as exc:
         await _set(db, task_id, status="failed", error=str(exc), finished_at=utcnow())
         raise
@@ -555,3 +671,279 @@ async def _read_all(
             raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
         if batch:
             await flush()
+
+
+# ---- orders and events --------------------------------------------------------------------------
+
+
+def import_actor(task_id: str) -> Actor:
+    """Who an import acts as in the audit log."""
+    return Actor(client_id="precis-import", subject=task_id[:128])
+
+
+def _open_rows(kind: str, path: Path, fmt: str) -> tuple[Any, Iterator[Row]]:
+    try:
+        if fmt == "csv":
+            fh: Any = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+            return fh, _csv_rows(kind, fh)
+        fh = path.open("rb")
+        return fh, _jsonl_rows(kind, fh)
+    except OSError as exc:
+        raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+async def _read_stream(
+    run: _Run,
+    path: Path,
+    fmt: str,
+    sha256: str | None,
+    total: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> None:
+    try:
+        if sha256 is not None and _scan(path)[0] != sha256:
+            raise ImportError_(f"{path} changed since the import was created; import it again")
+    except OSError as exc:
+        raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+    started = time.perf_counter()
+    if fmt == "online-retail":
+        from domain.imports import online_retail
+
+        await online_retail.import_file(run, path, total, progress)
+    else:
+        fh, rows = _open_rows(run.kind, path, fmt)
+        with fh:
+            try:
+                if run.kind == "events":
+                    await _read_events(run, rows, total, progress)
+                else:
+                    await _read_orders(run, rows, fmt, total, progress)
+            except OSError as exc:
+                raise ImportError_(f"cannot read {path}: {exc.strerror or exc}") from exc
+    seconds = time.perf_counter() - started
+    run.extra["seconds"] = round(seconds, 3)
+    run.extra["rows_per_second"] = round(run.rows / seconds, 1) if seconds > 0 else None
+
+
+async def _report(
+    run: _Run, total: int | None, progress: Callable[[int, int | None], None] | None
+) -> None:
+    await _set(run.db, run.task_id, done=run.rows)
+    if progress is not None:
+        progress(run.rows, total)
+
+
+def _by_index(errors: Sequence[FieldError], size: int) -> dict[int, list[FieldError]]:
+    found: dict[int, list[FieldError]] = defaultdict(list)
+    for error in errors:
+        if error.index is not None and 0 <= error.index < size:
+            found[error.index].append(error)
+    return found
+
+
+async def _read_events(
+    run: _Run,
+    rows: Iterator[Row],
+    total: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> None:
+    run.extra.update(duplicates=0, unlinked=0)
+    batch: list[Row] = []
+    for row in rows:
+        run.rows += 1
+        if row.item is None:
+            run.reject(row.line, row.errors)
+            continue
+        batch.append(row)
+        if len(batch) >= EVENT_BATCH:
+            await _flush_events(run, batch)
+            batch = []
+            await _report(run, total, progress)
+    if batch:
+        await _flush_events(run, batch)
+    await _report(run, total, progress)
+
+
+async def _flush_events(run: _Run, batch: list[Row]) -> None:
+    from domain.events.service import track_events
+
+    try:
+        async with run.db.unit_of_work() as session:
+            result = await track_events(
+                session, import_actor(run.task_id), [r.item or {} for r in batch], run.db.settings
+            )
+    except DomainError as exc:  # a refusal of the whole call
+        for r in batch:
+            run.reject(r.line, [(e.message, _field(e)) for e in exc.errors])
+        return
+    except (IntegrityError, DataError) as exc:
+        if len(batch) == 1:
+            reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            run.reject(batch[0].line, [(f"the database refused the row: {reason}", None)])
+            return
+        middle = len(batch) // 2
+        await _flush_events(run, batch[:middle])
+        await _flush_events(run, batch[middle:])
+        return
+    run.accepted += result.accepted
+    run.add("duplicates", result.duplicates)
+    run.add("unlinked", result.unlinked)
+    for index, errors in sorted(_by_index(result.errors, len(batch)).items()):
+        run.reject(batch[index].line, [(e.message, _field(e)) for e in errors])
+
+
+@dataclass
+class OrderUnit:
+    """One order read from a file: its file lines (the first row, then one per order line in a
+    CSV) and the ``record_orders`` item, or the problems found while reading it."""
+
+    lines: list[int]
+    item: dict[str, Any] | None = None
+    problems: list[tuple[int, str, str | None]] = field(default_factory=list)
+
+    def line_of(self, error: FieldError) -> int:
+        path = error.field
+        if len(path) >= 4 and path[2] == "lines" and path[3].isdigit():
+            n = int(path[3])
+            if n < len(self.lines):
+                return self.lines[n]
+        return self.lines[0]
+
+
+def _order_from_rows(group: list[Row]) -> OrderUnit:
+    """Adjacent CSV rows with one external_id: order-level columns from the first row."""
+    unit = OrderUnit([r.line for r in group])
+    for r in group:
+        for message, name in r.errors:
+            unit.problems.append((r.line, message, name))
+    if unit.problems:
+        return unit
+    order: dict[str, Any] = {}
+    lines: list[dict[str, Any]] = []
+    for r in group:
+        item = r.item or {}
+        lines.append({k: item[k] for k in ORDER_LINE_COLUMNS if k in item})
+        for name, value in item.items():
+            if name in ORDER_LINE_COLUMNS:
+                continue
+            if name in order and order[name] != value:
+                unit.problems.append((r.line, f"{name} differs from the order's first row", name))
+            order.setdefault(name, value)
+    order["lines"] = lines
+    if not unit.problems:
+        unit.item = order
+    return unit
+
+
+def _order_from_object(row: Row) -> OrderUnit:
+    unit = OrderUnit([row.line])
+    if row.item is None:
+        unit.problems = [(row.line, m, n) for m, n in row.errors]
+        return unit
+    stray = [k for k in row.item if k in ORDER_LINE_COLUMNS]
+    if stray:
+        unit.problems = [(row.line, f"put {stray[0]} inside lines", stray[0])]
+        return unit
+    unit.item = row.item
+    return unit
+
+
+def _order_units(rows: Iterator[Row], fmt: str, run: _Run) -> Iterator[OrderUnit]:
+    if fmt != "csv":
+        for row in rows:
+            run.rows += 1
+            yield _order_from_object(row)
+        return
+    group: list[Row] = []
+    key: Any = None
+    for row in rows:
+        run.rows += 1
+        ext = (row.item or {}).get("external_id")
+        if group and (ext is None or ext != key):
+            yield _order_from_rows(group)
+            group = []
+        group.append(row)
+        key = ext
+        if ext is None:
+            yield _order_from_rows(group)
+            group = []
+    if group:
+        yield _order_from_rows(group)
+
+
+async def _read_orders(
+    run: _Run,
+    rows: Iterator[Row],
+    fmt: str,
+    total: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> None:
+    run.extra.update(orders=0, updated=0, duplicates=0)
+    batch: list[OrderUnit] = []
+    in_batch: set[str] = set()
+    for unit in _order_units(rows, fmt, run):
+        run.add("orders")
+        if unit.item is None:
+            run.reject_lines(unit.problems)
+            continue
+        ext = unit.item.get("external_id")
+        if isinstance(ext, str) and ext in in_batch:
+            # A later copy of an order (say, with a new status) applies after the earlier one.
+            await flush_orders(run, batch)
+            batch, in_batch = [], set()
+            await _report(run, total, progress)
+        batch.append(unit)
+        if isinstance(ext, str):
+            in_batch.add(ext)
+        if len(batch) >= ORDER_BATCH:
+            await flush_orders(run, batch)
+            batch, in_batch = [], set()
+            await _report(run, total, progress)
+    if batch:
+        await flush_orders(run, batch)
+    await _report(run, total, progress)
+
+
+async def flush_orders(
+    run: _Run,
+    batch: list[OrderUnit],
+    before: Callable[[AsyncSession], Awaitable[None]] | None = None,
+) -> list[str | None]:
+    """Record a batch of orders in one unit of work (after ``before``, in the same one); returns
+    each unit's outcome: created, updated, unchanged, or None when rejected."""
+    from domain.orders.service import record_orders
+
+    try:
+        async with run.db.unit_of_work() as session:
+            if before is not None:
+                await before(session)
+            result = await record_orders(
+                session,
+                import_actor(run.task_id),
+                [u.item or {} for u in batch],
+                run.db.settings,
+                load=False,
+            )
+    except DomainError as exc:
+        for unit in batch:
+            run.reject_lines([(unit.lines[0], e.message, _field(e)) for e in exc.errors])
+        return [None] * len(batch)
+    except (IntegrityError, DataError) as exc:
+        if len(batch) == 1:
+            reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            run.reject_lines(
+                [(batch[0].lines[0], f"the database refused the order: {reason}", None)]
+            )
+            return [None]
+        middle = len(batch) // 2
+        return [
+            *(await flush_orders(run, batch[:middle], before)),
+            *(await flush_orders(run, batch[middle:])),
+        ]
+    run.accepted += result.created + result.updated
+    run.add("updated", result.updated)
+    run.add("duplicates", result.unchanged)
+    for index, errors in sorted(_by_index(result.errors, len(batch)).items()):
+        unit = batch[index]
+        run.reject_lines([(unit.line_of(e), e.message, _field(e)) for e in errors])
+    return list(result.outcomes)

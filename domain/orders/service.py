@@ -34,8 +34,9 @@ from domain.errors import DomainError, FieldError
 from domain.events.models import Event
 from domain.orders import repository
 from domain.orders.models import ORDER_STATUSES, Order, OrderLine
+from domain.profiles import live
 from domain.settings import Settings
-from domain.sql import insert_for, insert_ignoring_conflicts, table
+from domain.sql import insert_for, table
 from domain.users.models import Customer
 
 MAX_BATCH = 100
@@ -480,24 +481,32 @@ async def record_orders(
     product_ids = await _product_ids(
         session, {ln["product_external_id"] for c in valid for ln in c.lines}
     )
-    existing = await repository.by_external_ids(session, [c.values["external_id"] for c in valid])
+    now = utcnow()
+    outcomes: dict[int, str] = {}
+    # Insert first: a batch of new orders (the common case, and every bulk import) needs no
+    # lookup, and a concurrent call that inserted the same order first is handled as a re-send.
+    created_ids = await _create(session, actor, valid, product_ids, now)
+    creates = [c for c in valid if c.values["external_id"] in created_ids]
+    for clean in creates:
+        outcomes[clean.index] = "created"
+    rest = [c for c in valid if c.values["external_id"] not in created_ids]
+    existing = await repository.by_external_ids(session, [c.values["external_id"] for c in rest])
     existing_lines = await repository.lines_for(
         session, [o.id for o in existing.values() if o.id is not None]
     )
-
-    now = utcnow()
-    outcomes: dict[int, str] = {}
-    creates: list[_Clean] = []
     changes: list[tuple[_Clean, Order, str, Decimal]] = []
-    for clean in valid:
+    for clean in rest:
         values = clean.values
         current = existing.get(values["external_id"])
-        if current is None:
-            status, refunded = _refund_state(
-                values["status"], clean.refunded_total, values["total"], ZERO
+        if current is None:  # deleted between our insert and our read
+            errors.append(
+                FieldError(
+                    "INVALID",
+                    "the order changed concurrently; send it again",
+                    ("orders", str(clean.index), "externalId"),
+                    clean.index,
+                )
             )
-            values["status"], values["refunded_total"] = status, refunded
-            creates.append(clean)
             continue
         problem = _conflict(clean, current, existing_lines.get(current.id or 0, []))
         if problem is not None:
@@ -538,11 +547,6 @@ async def record_orders(
         changes.append((clean, current, status, refunded))
         outcomes[clean.index] = "updated"
 
-    created_ids = await _create(session, actor, creates, product_ids, now)
-    for clean in creates:
-        outcomes[clean.index] = (
-            "created" if clean.values["external_id"] in created_ids else "unchanged"
-        )
     audit_rows = [
         audit.entry(
             actor,
@@ -579,12 +583,6 @@ async def record_orders(
             found = created_ids.get(ext) or (existing[ext].id if ext in existing else None)
             if found is not None:
                 ids[clean.index] = found
-    raced = [c.values["external_id"] for c in creates if c.values["external_id"] not in created_ids]
-    if raced:  # created by a concurrent call between our read and our insert
-        for ext, row in (await repository.by_external_ids(session, raced)).items():
-            index = next(c.index for c in creates if c.values["external_id"] == ext)
-            if row.id is not None:
-                ids[index] = row.id
     rows: dict[int, Order] = {}
     if load and ids:
         session.expunge_all()
@@ -701,16 +699,20 @@ async def _create(
         return {}
     orders = table(Order)
     rows = []
+    states: dict[str, tuple[str, Decimal]] = {}
     for clean in creates:
         values = clean.values
+        status, refunded = states[values["external_id"]] = _refund_state(
+            values["status"], clean.refunded_total, values["total"], ZERO
+        )
         rows.append(
             {
                 **{name: values[name] for name in FIXED},
                 "external_id": values["external_id"],
-                "status": values["status"],
-                "refunded_total": values["refunded_total"],
+                "status": status,
+                "refunded_total": refunded,
                 "source_client_id": actor.client_id[:64],
-                "cancelled_at": now if values["status"] == "cancelled" else None,
+                "cancelled_at": now if status == "cancelled" else None,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -729,7 +731,8 @@ async def _create(
         order_id = created.get(values["external_id"])
         if order_id is None:
             continue
-        full = values["status"] == "refunded"
+        status, refunded = states[values["external_id"]]
+        full = status == "refunded"
         known: list[int] = []
         for line in clean.lines:
             pid = product_ids.get(line["product_external_id"])
@@ -743,9 +746,7 @@ async def _create(
                     "refunded_quantity": line["quantity"] if full else 0,
                 }
             )
-        net = (
-            ZERO if values["status"] == "cancelled" else values["total"] - values["refunded_total"]
-        )
+        net = ZERO if status == "cancelled" else values["total"] - refunded
         events.append(
             {
                 "client_event_id": event_id(values["external_id"]),
@@ -774,18 +775,31 @@ async def _create(
         )
     if lines:
         await session.execute(table(OrderLine).insert(), lines)
-    await insert_ignoring_conflicts(session, table(Event), events, key=["client_event_id"])
-    # A client may have sent its own event under the reserved id first: link that one instead.
     events_table = table(Event)
-    await session.execute(
-        update(events_table)
-        .where(
-            events_table.c.client_event_id == bindparam("cid"),
-            events_table.c.order_id.is_(None),
+    stored: list[Any] = []
+    if events:
+        insert = (
+            insert_for(session)(events_table)
+            .on_conflict_do_nothing(index_elements=["client_event_id"])
+            .returning(events_table.c.customer_id, events_table.c.occurred_at)
         )
-        .values(order_id=bindparam("oid"), value=bindparam("net"), type="purchase"),
-        [{"cid": e["client_event_id"], "oid": e["order_id"], "net": e["value"]} for e in events],
-    )
+        stored = list((await session.execute(insert, events)).all())
+    # The cheap profile parts (first and last seen, event count) follow, as for trackEvents.
+    await live.record_seen(session, live.tally((c, at) for c, at in stored))
+    if len(stored) < len(events):
+        # A client sent its own event under the reserved id first: link that one to the order.
+        await session.execute(
+            update(events_table)
+            .where(
+                events_table.c.client_event_id == bindparam("cid"),
+                events_table.c.order_id.is_(None),
+            )
+            .values(order_id=bindparam("oid"), value=bindparam("net"), type="purchase"),
+            [
+                {"cid": e["client_event_id"], "oid": e["order_id"], "net": e["value"]}
+                for e in events
+            ],
+        )
     return created
 
 

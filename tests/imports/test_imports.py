@@ -289,8 +289,8 @@ async def test_missing_file_unknown_kind_and_directory_are_refused(
     with pytest.raises(ImportError_, match="not a file"):
         await start(db, "users", tmp_path)
     (tmp_path / "o.csv").write_text("external_id\n")
-    with pytest.raises(ImportError_, match="unknown import kind 'orders'"):
-        await start(db, "orders", tmp_path / "o.csv")
+    with pytest.raises(ImportError_, match="unknown import kind 'coupons'"):
+        await start(db, "coupons", tmp_path / "o.csv")
     with pytest.raises(ImportError_, match="no import task 'import-users-nope'"):
         await run_import(db, "import-users-nope")
     assert await count_rows(db, "task_run") == 0
