@@ -263,3 +263,19 @@ async def run_worker_with_settings(
             warnings.simplefilter("ignore", DeprecationWarning)
             await worker.close()
     assert worker.jobs_complete >= 1
+
+
+async def test_an_export_of_a_missing_user_fails_cleanly(db: Database, settings: Settings) -> None:
+    async with db.unit_of_work() as session:
+        session.add(DataExport(id="gone", customer_id=999, requested_by_client_id="t"))
+    keys = build_keys(settings)
+    assert await export_module.build_export(db, keys, "gone", ttl_days=1) == "failed"
+    assert await export_module.build_export(db, keys, "never-requested", ttl_days=1) == "missing"
+    async with db.read_only() as session:
+        row = await session.get(DataExport, "gone")
+    assert row is not None
+    assert (row.status, row.error, row.content_gzip) == (
+        "failed",
+        "the user no longer exists",
+        None,
+    )
