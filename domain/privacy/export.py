@@ -283,7 +283,10 @@ async def build_export(db: Database, keys: Keys, export_id: str, *, ttl_days: in
                 raise DomainError.one("NOT_FOUND", "the user no longer exists")
             content, size, sha = await write_document(session, keys, customer_id, export_id)
     except Exception as exc:
-        log.exception("export %s failed", export_id)
+        if isinstance(exc, DomainError):
+            log.warning("export %s failed: %s", export_id, exc)
+        else:
+            log.exception("export %s failed", export_id)
         async with db.unit_of_work() as session:
             failed = await session.get(DataExport, export_id)
             if failed is not None:
