@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, delete, or_, select
+from sqlalchemy import Table, and_, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -76,23 +76,43 @@ async def _anonymous_ids(session: AsyncSession, customer_id: int) -> list[str]:
     return list(await session.scalars(stmt))
 
 
-async def _pages(session: AsyncSession, t: Table, customer_id: int) -> AsyncIterator[list[Any]]:
-    """Rows of ``t`` for the customer (by customer id, or by an anonymous id linked to them) in id
-    order, ``PAGE`` at a time: keyset pages, so memory stays flat however many rows there are."""
-    anonymous_ids = await _anonymous_ids(session, customer_id)
-    mine = t.c.customer_id == customer_id
-    if anonymous_ids:
-        mine = or_(mine, t.c.anonymous_id.in_(anonymous_ids))
-    last = 0
+async def _keyset(
+    session: AsyncSession, t: Table, where: Any, keys: tuple[Any, ...]
+) -> AsyncIterator[list[Any]]:
+    """Rows of ``t`` matching ``where`` in ``keys`` order, ``PAGE`` at a time. Each page continues
+    after the previous page's last key (a row-value comparison), so with an index on the filter
+    column followed by ``keys`` every page is one index range scan and memory stays flat however
+    many rows there are."""
+    last: tuple[Any, ...] | None = None
     while True:
-        stmt = select(t).where(mine, t.c.id > last).order_by(t.c.id).limit(PAGE)
-        rows = list((await session.execute(stmt)).all())
+        stmt = select(t).where(where)
+        if last is not None:
+            stmt = stmt.where(tuple_(*keys) > tuple_(*last))
+        rows = list((await session.execute(stmt.order_by(*keys).limit(PAGE))).all())
         if not rows:
             return
         yield rows
-        last = rows[-1].id
         if len(rows) < PAGE:
             return
+        last = tuple(getattr(rows[-1], k.key) for k in keys)
+
+
+async def _pages(
+    session: AsyncSession, t: Table, customer_id: int, at: Any
+) -> AsyncIterator[list[Any]]:
+    """The customer's rows of ``t`` (events or orders) in time order, over the index
+    ``(customer_id, <time>)``; then rows under an anonymous id linked to them that are not linked
+    to the customer themselves (over the ``anonymous_id`` index where there is one)."""
+    async for rows in _keyset(session, t, t.c.customer_id == customer_id, (at, t.c.id)):
+        yield rows
+    anonymous_ids = await _anonymous_ids(session, customer_id)
+    if anonymous_ids:
+        unlinked = and_(
+            t.c.anonymous_id.in_(anonymous_ids),
+            or_(t.c.customer_id.is_(None), t.c.customer_id != customer_id),
+        )
+        async for rows in _keyset(session, t, unlinked, (t.c.id,)):
+            yield rows
 
 
 @register("customer")
@@ -125,8 +145,10 @@ async def consents_section(session: AsyncSession, keys: Keys, customer_id: int) 
 
 @register("events")
 async def events_section(session: AsyncSession, keys: Keys, customer_id: int) -> Any:
+    t = table(Event)
+
     async def items() -> AsyncIterator[dict[str, Any]]:
-        async for rows in _pages(session, table(Event), customer_id):
+        async for rows in _pages(session, t, customer_id, t.c.occurred_at):
             for r in rows:
                 yield _row(r, drop=("customer_id",))
 
@@ -135,10 +157,10 @@ async def events_section(session: AsyncSession, keys: Keys, customer_id: int) ->
 
 @register("orders")
 async def orders_section(session: AsyncSession, keys: Keys, customer_id: int) -> Any:
-    lines_t = table(OrderLine)
+    t, lines_t = table(Order), table(OrderLine)
 
     async def items() -> AsyncIterator[dict[str, Any]]:
-        async for rows in _pages(session, table(Order), customer_id):
+        async for rows in _pages(session, t, customer_id, t.c.placed_at):
             ids = [r.id for r in rows]
             lines: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
             stmt = (
@@ -185,20 +207,36 @@ def _dumps(value: Any) -> bytes:
 
 
 class _Writer:
-    """JSON bytes into gzip, counting size and hashing the uncompressed document."""
+    """JSON bytes into gzip, counting size and hashing the uncompressed document. Small writes are
+    gathered into chunks of about ``CHUNK`` bytes first (one zlib and one hash call per chunk, not
+    per event); level 6 compresses this JSON almost as well as 9 in a fraction of the time."""
+
+    CHUNK = 1 << 16
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
-        self.gzip = gzip.GzipFile(fileobj=self.buffer, mode="wb", mtime=0)
+        self.gzip = gzip.GzipFile(fileobj=self.buffer, mode="wb", mtime=0, compresslevel=6)
         self.sha = hashlib.sha256()
         self.size = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def write(self, data: bytes) -> None:
-        self.gzip.write(data)
-        self.sha.update(data)
-        self.size += len(data)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            chunk = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            self.gzip.write(chunk)
+            self.sha.update(chunk)
+            self.size += len(chunk)
 
     def close(self) -> bytes:
+        self._flush()
         self.gzip.close()
         return self.buffer.getvalue()
 

@@ -10,19 +10,20 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlmodel import col
 
 from domain.audit.models import AuditEntry
 from domain.columns import utcnow
 from domain.db import Database
+from domain.events.models import Event
 from domain.keys import build_keys
 from domain.privacy import export as export_module
 from domain.privacy.models import DataExport, PrivacyRequest
 from domain.settings import Settings
 from jobs.tasks import purge_exports
 from tests.conftest import Api, count_rows, error_codes, serve
-from tests.privacy.helpers import make_customers, seed_shopper
+from tests.privacy.helpers import T0, make_customers, seed_shopper
 
 P = "privacy:manage"
 REQUEST = """
@@ -196,6 +197,23 @@ async def test_events_are_read_in_pages(
 ) -> None:
     ids = await make_customers(api, "c-1")
     await seed_shopper(api, ids["c-1"], events=50, orders=5)
+    same_time = T0 + timedelta(days=1)  # 20 events at one instant: pages must split ties by id
+    async with db.unit_of_work() as session:
+        await session.execute(
+            insert(Event.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "client_event_id": f"tie-{n}",
+                    "customer_id": ids["c-1"],
+                    "type": "view",
+                    "properties": {},
+                    "source_client_id": "t",
+                    "occurred_at": same_time,
+                    "received_at": same_time,
+                }
+                for n in range(20)
+            ],
+        )
     monkeypatch.setattr(export_module, "PAGE", 7)
     async with db.unit_of_work() as session:
         row = DataExport(id="x1", customer_id=ids["c-1"], requested_by_client_id="t")
@@ -206,8 +224,13 @@ async def test_events_are_read_in_pages(
         built = await session.get(DataExport, "x1")
     assert built is not None and built.content_gzip is not None
     doc = orjson.loads(gzip.decompress(built.content_gzip))
-    numbers = [int(e["client_event_id"].rsplit("-", 1)[1]) for e in doc["events"]]
-    assert numbers == list(range(50))  # all, in order, across 8 pages
+    names = [e["client_event_id"] for e in doc["events"]]
+    numbers = [int(n.rsplit("-", 1)[1]) for n in names]
+    # the customer's own events in time order (ties by id), then those under their linked
+    # anonymous id
+    assert names[40:60] == [f"tie-{n}" for n in range(20)]
+    assert numbers[:40] == [i for i in range(50) if i % 5]
+    assert numbers[60:] == list(range(0, 50, 5))
     assert len(doc["orders"]) == 5
 
 
