@@ -16,6 +16,7 @@ class AuditEntry(SQLModel, table=True):
     __table_args__ = (
         Index("ix_audit_entry_at_id", "at", "id"),
         Index("ix_audit_entry_resource", "resource_type", "resource_id"),
+        Index("ix_audit_entry_request_id", "request_id"),  # auditLog(filter: {requestId})
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)

@@ -48,6 +48,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_entry_action"), ["action"], unique=False)
         batch_op.create_index("ix_audit_entry_at_id", ["at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_entry_client_id"), ["client_id"], unique=False)
+        batch_op.create_index("ix_audit_entry_request_id", ["request_id"], unique=False)
         batch_op.create_index(
             "ix_audit_entry_resource", ["resource_type", "resource_id"], unique=False
         )
@@ -435,6 +436,7 @@ def downgrade() -> None:
     op.drop_table("data_export")
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_entry_resource")
+        batch_op.drop_index("ix_audit_entry_request_id")
         batch_op.drop_index(batch_op.f("ix_audit_entry_client_id"))
         batch_op.drop_index("ix_audit_entry_at_id")
         batch_op.drop_index(batch_op.f("ix_audit_entry_action"))
