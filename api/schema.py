@@ -23,6 +23,7 @@ from api.catalog.mutations import CatalogMutations
 from api.catalog.queries import CatalogQueries
 from api.consents.mutations import ConsentMutations
 from api.events.mutations import EventMutations
+from api.events.mutations import install_fast_path as install_track_events_fast_path
 from api.events.queries import EventQueries
 from api.ids import BadId, decode_id
 from api.limits import Limits
@@ -33,6 +34,7 @@ from api.orders.queries import OrderQueries
 from api.privacy.mutations import PrivacyMutations
 from api.privacy.queries import PrivacyQueries
 from api.relay import Node
+from api.scalars import OVERRIDES as SCALAR_OVERRIDES
 from api.tasks.queries import TaskQueries
 from api.users.mutations import UserMutations
 from api.users.queries import UserQueries
@@ -251,8 +253,10 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=[lambda: RequestPipeline(limits, mask=mask)],
+        scalar_overrides=SCALAR_OVERRIDES,
         config=StrawberryConfig(disable_field_suggestions=settings.is_prod),
     )
     execution.install(schema._schema, USER_FAST_RESOLVERS)
+    install_track_events_fast_path(schema._schema)
     schema.execution_context_class = execution.executor_for(schema._schema)
     return schema

@@ -6,7 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy import Select, Table, bindparam, cast, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,43 @@ def table(model: type[SQLModel]) -> Table:
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's ``insert`` (both have ``on_conflict_do_update``/``_do_nothing``)."""
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def among(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
+    """``column IN (values)``. On PostgreSQL the values travel as one array parameter
+    (``column IN (SELECT unnest(:values))``), so the statement text, and asyncpg's prepared
+    statement and plan, stay the same whatever the number of values (an expanding IN renders new
+    SQL for every distinct count), and the planner can hash the values instead of comparing each
+    row with every element as ``= ANY(:values)`` does."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, values, type_=ARRAY(column.type))
+        return column.in_(select(func.unnest(array)).scalar_subquery())
+    return column.in_(values)
+
+
+def unnest_rows(
+    t: Table,
+    columns: Sequence[str],
+    *,
+    element_types: dict[str, Any] | None = None,
+    **constants: Any,
+) -> Select[Any]:
+    """PostgreSQL: ``SELECT ... FROM unnest(:u_a, :u_b, ...)``, the rows of an INSERT ... SELECT
+    sent as one array per column (see ``unnest_params``). A statement with a few array parameters
+    is prepared once and binds far less per row than an executemany or a multi-row VALUES list.
+    ``element_types`` overrides a column's array element type (e.g. ``Text`` for JSON the caller
+    serialises itself; the value is cast back to the column's type); ``constants`` are SQL
+    expressions added as further columns."""
+    types = element_types or {}
+    arrays = [bindparam(f"u_{c}", type_=ARRAY(types.get(c, t.c[c].type))) for c in columns]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived()
+    values = [cast(rows.c[c], t.c[c].type) if c in types else rows.c[c] for c in columns]
+    return select(*values, *constants.values())
+
+
+def unnest_params(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    return {f"u_{c}": [row[c] for row in rows] for c in columns}
 
 
 async def upsert_returning_ids(

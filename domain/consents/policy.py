@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.consents.models import Consent
 from domain.settings import Settings
-from domain.sql import table
+from domain.sql import among, table
 
 ANALYTICS = "analytics"
 
@@ -30,7 +30,7 @@ async def latest(
     t = table(Consent)
     newest = (
         select(func.max(t.c.id))
-        .where(t.c.purpose == purpose, t.c.customer_id.in_(ids))
+        .where(t.c.purpose == purpose, among(session, t.c.customer_id, ids))
         .group_by(t.c.customer_id)
     )
     rows = await session.execute(select(t.c.customer_id, t.c.granted).where(t.c.id.in_(newest)))

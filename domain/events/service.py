@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 import pycountry
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import TIMESTAMP, Text, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.audit import service as audit
@@ -37,7 +37,7 @@ from domain.events.models import BUILTIN_TYPES, CUSTOM_TYPE, Event, IdentityLink
 from domain.orders.models import Order
 from domain.profiles import live
 from domain.settings import Settings
-from domain.sql import insert_for, table
+from domain.sql import among, insert_for, table, unnest_params, unnest_rows
 from domain.users.models import Customer
 
 MAX_BATCH = 500
@@ -351,7 +351,7 @@ async def _ids_by(session: AsyncSession, column: Any, values: set[Any]) -> dict[
     if not values:
         return {}
     pk = column.table.c.id
-    rows = await session.execute(select(column, pk).where(column.in_(sorted(values))))
+    rows = await session.execute(select(column, pk).where(among(session, column, sorted(values))))
     return {value: id_ for value, id_ in rows}
 
 
@@ -361,28 +361,67 @@ async def links_for(session: AsyncSession, anonymous_ids: set[str]) -> dict[str,
         return {}
     t = table(IdentityLink)
     rows = await session.execute(
-        select(t.c.anonymous_id, t.c.customer_id).where(t.c.anonymous_id.in_(sorted(anonymous_ids)))
+        select(t.c.anonymous_id, t.c.customer_id).where(
+            among(session, t.c.anonymous_id, sorted(anonymous_ids))
+        )
     )
     return {a: c for a, c in rows}
 
 
 _INSERTS: dict[str, Any] = {}
+COLUMNS = (
+    "client_event_id",
+    "customer_id",
+    "anonymous_id",
+    "type",
+    "product_id",
+    "properties",
+    "value",
+    "currency",
+    "channel",
+    "campaign_id",
+    "message_id",
+    "order_id",
+    "source_client_id",
+    "occurred_at",
+    "received_at",
+)
+
+
+PG_ELEMENTS = {
+    "properties": Text(),
+    "occurred_at": TIMESTAMP(timezone=True),
+    "received_at": TIMESTAMP(timezone=True),
+}
 
 
 def _insert(session: AsyncSession) -> Any:
     """``INSERT ... ON CONFLICT (client_event_id) DO NOTHING RETURNING ...``, built once per
-    dialect so SQLAlchemy compiles it once and runs it with many parameter sets."""
+    dialect so SQLAlchemy compiles it once. On PostgreSQL the rows arrive as one array per column
+    (``unnest``), elsewhere as many parameter sets."""
     dialect = session.get_bind().dialect.name
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         t = table(Event)
-        stmt = (
-            insert_for(session)(t)
-            .on_conflict_do_nothing(index_elements=[t.c.client_event_id])
-            .returning(t.c.client_event_id, t.c.customer_id, t.c.occurred_at)
+        stmt = insert_for(session)(t)
+        if dialect == "postgresql":
+            # Properties arrive as JSON text (orjson), times as plain aware datetimes: no
+            # per-element type processing in Python.
+            stmt = stmt.from_select(COLUMNS, unnest_rows(t, COLUMNS, element_types=PG_ELEMENTS))
+        stmt = stmt.on_conflict_do_nothing(index_elements=[t.c.client_event_id]).returning(
+            t.c.client_event_id, t.c.customer_id, t.c.occurred_at
         )
         _INSERTS[dialect] = stmt
     return stmt
+
+
+async def _store(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert the rows, skipping known client event ids; returns what was stored."""
+    params: Any = rows
+    if session.get_bind().dialect.name == "postgresql":
+        params = unnest_params(rows, COLUMNS)
+        params["u_properties"] = [orjson.dumps(p).decode() for p in params["u_properties"]]
+    return list((await session.execute(_insert(session), params)).all())
 
 
 def _unlink(row: dict[str, Any]) -> None:
@@ -504,15 +543,15 @@ async def track_events(
             unlinked.add(key)
         unique[key] = row
 
+    stored: list[Any] = []
     if unique:
         # Sorted: two concurrent calls with the same ids take the unique-index locks in one order.
         rows = [unique[k] for k in sorted(unique)]
-        stored = (await session.execute(_insert(session), rows)).all()
+        stored = await _store(session, rows)
         result.accepted = len(stored)
         result.duplicates += len(rows) - len(stored)
         if unlinked:
             result.unlinked = sum(1 for key, _, _ in stored if key in unlinked)
-        await live.record_seen(session, live.tally((c, at) for _, c, at in stored))
     await audit.record(
         session,
         actor,
@@ -525,6 +564,9 @@ async def track_events(
             "unlinked": result.unlinked,
         },
     )
+    # Last: the profile rows stay locked until commit, and concurrent batches for the same
+    # shoppers wait on them, so they are taken as late as possible.
+    await live.record_seen(session, live.tally((c, at) for _, c, at in stored))
     return result
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import TIMESTAMP, func, literal_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
 from domain.profiles.models import CustomerProfile
-from domain.sql import insert_for, table
+from domain.sql import insert_for, table, unnest_params, unnest_rows
 
 
 @dataclass(slots=True)
@@ -52,20 +51,47 @@ def tally(pairs: Iterable[tuple[int | None, datetime]]) -> dict[int, Seen]:
 
 
 _STATEMENTS: dict[str, Any] = {}
+# A new profile's other NOT NULL columns (the model's defaults), as SQL; any other column with a
+# default gets it from SQLAlchemy as usual.
+NEW_PROFILE = {
+    "orders_count": "0",
+    "revenue": "0",
+    "lifecycle_stage": "'new'",
+    "clv_historical": "0",
+    "spend_level": "'none'",
+    "top_categories": "'[]'",
+    "top_brands": "'[]'",
+    "active_hours": "'[]'",
+}
+
+
+COLUMNS = ("customer_id", "first_seen_at", "last_seen_at", "event_count", "updated_at")
+
+
+# Aware datetimes go to PostgreSQL as they are, without per-element processing in Python.
+PG_ELEMENTS = {name: TIMESTAMP(timezone=True) for name in COLUMNS if name.endswith("_at")}
 
 
 def _statement(session: AsyncSession) -> Any:
-    """One cached upsert per dialect (compiled once, run with many parameter sets)."""
+    """One cached upsert per dialect, compiled once. On PostgreSQL the rows arrive as one array
+    per column (``unnest``), elsewhere as many parameter sets."""
     dialect = session.get_bind().dialect.name
     stmt = _STATEMENTS.get(dialect)
     if stmt is None:
         t = table(CustomerProfile)
-        stmt = insert_for(session)(t)
+        # The columns the recompute owns get their defaults as SQL constants, so each row sends
+        # only the five values that change (the per-row cost is in binding parameters).
+        constants = {n: literal_column(sql) for n, sql in NEW_PROFILE.items() if n in t.c}
+        if dialect == "postgresql":
+            stmt = insert_for(session)(t).from_select(
+                [*COLUMNS, *constants],
+                unnest_rows(t, COLUMNS, element_types=PG_ELEMENTS, **constants),
+            )
+            least, greatest = func.least, func.greatest  # these skip NULLs
+        else:
+            stmt = insert_for(session)(t).values(constants)
+            least, greatest = func.min, func.max  # SQLite's: NULL if any argument is NULL
         ex = stmt.excluded
-        # PostgreSQL's LEAST/GREATEST skip NULLs; SQLite's min/max return NULL if any is NULL.
-        least, greatest = (
-            (func.least, func.greatest) if dialect == "postgresql" else (func.min, func.max)
-        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.customer_id],
             set_={
@@ -94,17 +120,13 @@ async def record_seen(session: AsyncSession, seen: dict[int, Seen]) -> None:
             "first_seen_at": s.first,
             "last_seen_at": s.last,
             "event_count": s.count,
-            "orders_count": 0,
-            "revenue": Decimal(0),
-            "lifecycle_stage": "new",
-            "clv_historical": Decimal(0),
-            "spend_level": "none",
-            "top_categories": [],
-            "top_brands": [],
-            "active_hours": [],
             "updated_at": now,
         }
         # Sorted: concurrent batches lock profile rows in the same order (no deadlocks).
         for customer_id, s in sorted(seen.items())
     ]
-    await session.execute(_statement(session), rows)
+    stmt = _statement(session)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(stmt, unnest_params(rows, COLUMNS))
+    else:
+        await session.execute(stmt, rows)

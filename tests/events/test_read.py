@@ -99,7 +99,7 @@ async def test_admin_events_filters(api: Api, settings: Any) -> None:
     assert error_codes(too_many) == ["BAD_USER_INPUT"]
     cursor = (await api.gql(EVENTS, {"first": 1}, scopes=R))["data"]["events"]["edges"][0]
     rest = await api.gql(EVENTS, {"first": 50, "after": cursor["cursor"]}, scopes=R)
-    assert [n["clientEventId"] for n in rest["data"]["events"]["nodes"]][0] == "e-4"
+    assert next(n["clientEventId"] for n in rest["data"]["events"]["nodes"]) == "e-4"
 
 
 async def test_reading_events_needs_users_read(api: Api, settings: Any) -> None:

@@ -129,7 +129,7 @@ async def test_a_failed_day_rolls_back_whole(db: Database, settings: Settings) -
     cutoff = NOW - timedelta(days=settings.event_retention_days)
     try:
         async with db.unit_of_work() as session:
-            day, count = await retention.purge_day(session, cutoff)
+            _day, count = await retention.purge_day(session, cutoff)
             assert count == 5
             raise RuntimeError("crash after the delete, before commit")
     except RuntimeError:

@@ -66,7 +66,7 @@ async def test_valid_batch_of_every_type_is_stored(api: Api, settings: Any) -> N
     assert rows["e-7"].type == "custom:wishlist_share"
     assert {r.source_client_id for r in rows.values()} == {rows["e-1"].source_client_id}
     # Cheap profile parts: one row per linked customer.
-    count, first, last = await profile(api.db, ids["c-1"]) or (0, None, None)
+    count, first, _last = await profile(api.db, ids["c-1"]) or (0, None, None)
     assert count == 4
     assert abs(first - at) < timedelta(milliseconds=1)
     assert (await profile(api.db, ids["c-2"]) or (0,))[0] == 2

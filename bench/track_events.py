@@ -1,0 +1,318 @@
+"""Ingest throughput of ``trackEvents`` in batches of 500 from 4 concurrent clients, against a bare
+bulk INSERT of the same rows through the same engine, measured in the same run.
+
+Three ways to write the same kind of events, interleaved in every round (the order rotates):
+
+* ``bare``: ``insert(event)`` executed with the list of finished row dicts (customer and product
+  ids already resolved), one transaction per batch, 4 concurrent writers on one engine: the floor;
+* ``service``: ``domain.events.service.track_events`` in a unit of work, 4 concurrent callers in
+  this process (validation, look-ups, consent, the ON CONFLICT insert, profiles, audit);
+* ``graphql``: the ``trackEvents`` mutation over HTTP (uvicorn in a subprocess), 4 concurrent
+  clients in this process, request bodies serialised before the clock starts.
+
+Every event is new (a unique clientEventId); each batch mixes views, add-to-carts, searches,
+purchases and a custom type across ``--users`` customers and ``--products`` products. Reported:
+events per second (median over rounds) and the median of the per-round ratios to ``bare``.
+
+    .venv/bin/python bench/track_events.py                      # SQLite
+    .venv/bin/python bench/track_events.py --database postgres
+    .venv/bin/python bench/track_events.py --quick              # a few seconds, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import orjson
+
+from bench import common
+
+MUTATION = (
+    "mutation Track($input: TrackEventsInput!) { trackEvents(input: $input) "
+    "{ accepted duplicates rejected errors { code index } } }"
+)
+METHODS = ("bare", "service", "graphql")
+CAMEL = {
+    "client_event_id": "clientEventId",
+    "user_external_id": "userExternalId",
+    "product_external_id": "productExternalId",
+    "occurred_at": "occurredAt",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--quick", action="store_true", help="tiny run (1 round, 1 batch) for CI")
+    p.add_argument("--rounds", type=int, help="rounds (default 5; 1 with --quick)")
+    p.add_argument(
+        "--batches", type=int, help="batches per client per way per round (default 10; 1 quick)"
+    )
+    p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    p.add_argument("--batch-size", type=int, default=500, help="events per batch (at most 500)")
+    p.add_argument("--users", type=int, help="customers (default 2000; 100 quick)")
+    p.add_argument("--products", type=int, help="products (default 500; 50 quick)")
+    p.add_argument(
+        "--env", choices=["prod", "dev"], default="prod", help="PRECIS_ENV of the server"
+    )
+    args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 5)
+    args.batches = args.batches or (1 if args.quick else 10)
+    args.users = args.users if args.users is not None else (100 if args.quick else 2000)
+    args.products = args.products if args.products is not None else (50 if args.quick else 500)
+    if not 1 <= args.batch_size <= 500:
+        p.error("--batch-size must be between 1 and 500")
+    return args
+
+
+async def seed_products(benv: common.BenchEnv, count: int) -> None:
+    from domain.catalog import service
+    from domain.db import Database
+
+    db = Database(benv.settings())
+    try:
+        for start in range(0, count, 100):
+            items = [
+                {
+                    "external_id": f"prod-{n:06d}",
+                    "title": f"Product {n}",
+                    "price": f"{5 + n % 95}.99",
+                    "currency": "EUR",
+                }
+                for n in range(start, min(start + 100, count))
+            ]
+            async with db.unit_of_work() as session:
+                await service.upsert_products(session, items)
+    finally:
+        await db.dispose()
+
+
+def event_item(n: int, users: int, products: int, now: dt.datetime) -> dict[str, Any]:
+    """Event number ``n`` (service spelling): a realistic mix of types."""
+    kind = ("view", "view", "view", "add_to_cart", "view", "search", "view", "purchase",
+            "view", "custom:wishlist_share")[n % 10]  # fmt: skip
+    item: dict[str, Any] = {
+        "client_event_id": f"bench-{n:09d}",
+        "type": kind,
+        "user_external_id": f"bench-{(n * 7919) % users:07d}",
+        "occurred_at": now - dt.timedelta(seconds=n % 3600),
+        "channel": "web",
+    }
+    if kind in ("view", "add_to_cart"):
+        item["product_external_id"] = f"prod-{(n * 104729) % products:06d}"
+        item["properties"] = {"page": f"/p/{n % products}"}
+    elif kind == "search":
+        item["query"] = f"red shoes {n % 50}"
+    elif kind == "purchase":
+        item["value"] = f"{10 + n % 90}.50"
+        item["currency"] = "EUR"
+    return item
+
+
+def graphql_item(item: dict[str, Any]) -> dict[str, Any]:
+    out = {CAMEL.get(k, k): v for k, v in item.items()}
+    out["occurredAt"] = item["occurred_at"].isoformat()
+    return out
+
+
+class Ways:
+    """The three ways to write a batch, sharing one engine (and one server for GraphQL)."""
+
+    def __init__(self, benv: common.BenchEnv, url: str, token: str) -> None:
+        from domain.audit.service import Actor
+        from domain.db import Database
+
+        self.settings = benv.settings()
+        self.db = Database(self.settings)
+        self.actor = Actor(client_id="bench", subject="bench")
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.client = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=16))
+        self.users: dict[str, int] = {}
+        self.products: dict[str, int] = {}
+
+    async def load_ids(self) -> None:
+        from sqlalchemy import select
+
+        from domain.catalog.models import Product
+        from domain.users.models import Customer
+
+        async with self.db.read_only() as session:
+            c = Customer.__table__  # type: ignore[attr-defined]
+            p = Product.__table__  # type: ignore[attr-defined]
+            self.users = dict((await session.execute(select(c.c.external_id, c.c.id))).all())
+            self.products = dict((await session.execute(select(p.c.external_id, p.c.id))).all())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.db.dispose()
+
+    def rows(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The finished rows the service would write, for the bare INSERT (built untimed)."""
+        from decimal import Decimal
+
+        from domain.columns import utcnow
+
+        now = utcnow()
+        rows = []
+        for item in items:
+            props = dict(item.get("properties") or {})
+            if "query" in item:
+                props["query"] = item["query"]
+            value = item.get("value")
+            rows.append(
+                {
+                    "client_event_id": item["client_event_id"],
+                    "customer_id": self.users[item["user_external_id"]],
+                    "anonymous_id": None,
+                    "type": item["type"],
+                    "product_id": self.products.get(item.get("product_external_id", "")),
+                    "properties": props,
+                    "value": None if value is None else Decimal(value),
+                    "currency": item.get("currency"),
+                    "channel": item["channel"],
+                    "campaign_id": None,
+                    "message_id": None,
+                    "order_id": None,
+                    "source_client_id": "bench",
+                    "occurred_at": item["occurred_at"],
+                    "received_at": now,
+                }
+            )
+        return rows
+
+    async def bare(self, rows: list[dict[str, Any]]) -> None:
+        from sqlalchemy import insert
+
+        from domain.events.models import Event
+
+        async with self.db.unit_of_work() as session:
+            await session.execute(insert(Event.__table__), rows)  # type: ignore[attr-defined]
+
+    async def service(self, items: list[dict[str, Any]]) -> None:
+        from domain.events.service import track_events
+
+        async with self.db.unit_of_work() as session:
+            result = await track_events(session, self.actor, items, self.settings)
+        if result.accepted != len(items):
+            raise RuntimeError(f"track_events: {result}")
+
+    def body(self, items: list[dict[str, Any]]) -> bytes:
+        return orjson.dumps(
+            {
+                "query": MUTATION,
+                "variables": {"input": {"events": [graphql_item(i) for i in items]}},
+            }
+        )
+
+    async def graphql(self, body: bytes) -> None:
+        response = await self.client.post(f"{self.url}/graphql", content=body, headers=self.headers)
+        response.raise_for_status()
+        data = response.json()
+        payload = (data.get("data") or {}).get("trackEvents") or {}
+        if data.get("errors") or payload.get("errors") or payload.get("duplicates"):
+            raise RuntimeError(f"trackEvents failed: {str(data)[:500]}")
+
+
+async def run(
+    args: argparse.Namespace, benv: common.BenchEnv, url: str, token: str
+) -> dict[str, list[float]]:
+    ways = Ways(benv, url, token)
+    await ways.load_ids()
+    size, clients = args.batch_size, args.clients
+    counter = itertools.count()
+    now = dt.datetime.now(dt.UTC)
+
+    def batch() -> list[dict[str, Any]]:
+        start = next(counter) * size
+        return [event_item(k, args.users, args.products, now) for k in range(start, start + size)]
+
+    async def timed(write: Callable[[Any], Awaitable[None]], payloads: list[list[Any]]) -> float:
+        """``payloads[c]`` are client c's batches; the clients run concurrently."""
+
+        async def client(mine: list[Any]) -> None:
+            for payload in mine:
+                await write(payload)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(mine) for mine in payloads))
+        return size * sum(len(m) for m in payloads) / (time.perf_counter() - started)
+
+    def prepared(method: str) -> list[list[Any]]:
+        per_client = [[batch() for _ in range(args.batches)] for _ in range(clients)]
+        if method == "bare":
+            return [[ways.rows(b) for b in mine] for mine in per_client]
+        if method == "graphql":
+            return [[ways.body(b) for b in mine] for mine in per_client]
+        return per_client
+
+    writers = {"bare": ways.bare, "service": ways.service, "graphql": ways.graphql}
+    results: dict[str, list[float]] = {m: [] for m in METHODS}
+    try:
+        # Warm up every path once (connections, statement caches, the server's first request).
+        for method in METHODS:
+            await timed(writers[method], [[p[0]] for p in prepared(method)])
+        for r in range(args.rounds):
+            await common.analyze(benv)  # current statistics as the table grows (untimed)
+            order = list(METHODS[r % 3 :] + METHODS[: r % 3])
+            for method in order:
+                payloads = prepared(method)
+                rate = await timed(writers[method], payloads)
+                results[method].append(rate)
+                common.log(f"round {r + 1}/{args.rounds} {method:8} {rate:8.0f} events/s")
+    finally:
+        await ways.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    with common.bench_env(args.database, env=args.env) as benv:
+        asyncio.run(common.seed_users(benv, args.users))
+        asyncio.run(seed_products(benv, args.products))
+        token = asyncio.run(common.mint_token(benv, "events:write"))
+        with common.server(benv) as srv:
+            results = asyncio.run(run(args, benv, srv.url, token))
+    print()
+    print(
+        f"trackEvents, {args.database}, batches of {args.batch_size} from {args.clients} "
+        f"concurrent clients, {args.rounds} rounds x {args.batches} batches per client per way, "
+        f"{args.users} users, {args.products} products, env={args.env}, "
+        f"{started:%Y-%m-%d %H:%M} UTC"
+    )
+    print(f"machine: {common.machine()}")
+    bare = results["bare"]
+    rows = []
+    ratios: dict[str, float] = {}
+    for method in METHODS:
+        rates = results[method]
+        ratios[method] = common.median([x / b for x, b in zip(rates, bare, strict=True)])
+        events_s = common.median(rates)
+        rows.append([method, events_s, 1000 * args.batch_size / events_s, ratios[method]])
+    print(common.table(["way", "events/s", "ms/batch", "ratio to bare"], rows))
+    print()
+    for method in METHODS[1:]:
+        print(
+            f"{method} events/s ({args.database}): {common.median(results[method]):.0f}; "
+            f"ratio {method} / bare insert: {ratios[method]:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
