@@ -21,6 +21,7 @@ with a ``lines`` array. ``--format online-retail`` reads the UCI Online Retail l
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import re
@@ -46,7 +47,7 @@ from domain.tasks.models import TaskRun
 KINDS = ("users", "products", "orders", "events")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BATCH = 100
-ORDER_BATCH = 100  # record_orders takes at most 100 orders per call
+ORDER_BATCH = 500  # orders per unit of work (record_orders is called per 100)
 EVENT_BATCH = 500  # track_events takes at most 500 events per call
 MAX_ERRORS = 1000
 MAX_LINE_BYTES = 1_000_000
@@ -909,21 +910,31 @@ async def flush_orders(
     batch: list[OrderUnit],
     before: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> list[str | None]:
-    """Record a batch of orders in one unit of work (after ``before``, in the same one); returns
-    each unit's outcome: created, updated, unchanged, or None when rejected."""
-    from domain.orders.service import record_orders
+    """Record a batch of orders in one unit of work (after ``before``, in the same one), in calls
+    of ``record_orders``' largest size; returns each unit's outcome: created, updated, unchanged,
+    or None when rejected."""
+    from domain.orders.service import MAX_BATCH, record_orders
 
+    outcomes: list[str | None] = []
+    errors: list[FieldError] = []
     try:
         async with run.db.unit_of_work() as session:
             if before is not None:
                 await before(session)
-            result = await record_orders(
-                session,
-                import_actor(run.task_id),
-                [u.item or {} for u in batch],
-                run.db.settings,
-                load=False,
-            )
+            for start in range(0, len(batch), MAX_BATCH):
+                part = await record_orders(
+                    session,
+                    import_actor(run.task_id),
+                    [u.item or {} for u in batch[start : start + MAX_BATCH]],
+                    run.db.settings,
+                    load=False,
+                )
+                outcomes.extend(part.outcomes)
+                errors.extend(
+                    dataclasses.replace(e, index=e.index + start)
+                    for e in part.errors
+                    if e.index is not None
+                )
     except DomainError as exc:
         for unit in batch:
             run.reject_lines([(unit.lines[0], e.message, _field(e)) for e in exc.errors])
@@ -940,10 +951,10 @@ async def flush_orders(
             *(await flush_orders(run, batch[:middle], before)),
             *(await flush_orders(run, batch[middle:])),
         ]
-    run.accepted += result.created + result.updated
-    run.add("updated", result.updated)
-    run.add("duplicates", result.unchanged)
-    for index, errors in sorted(_by_index(result.errors, len(batch)).items()):
+    run.accepted += outcomes.count("created") + outcomes.count("updated")
+    run.add("updated", outcomes.count("updated"))
+    run.add("duplicates", outcomes.count("unchanged"))
+    for index, found in sorted(_by_index(errors, len(batch)).items()):
         unit = batch[index]
-        run.reject_lines([(unit.line_of(e), e.message, _field(e)) for e in errors])
-    return list(result.outcomes)
+        run.reject_lines([(unit.line_of(e), e.message, _field(e)) for e in found])
+    return outcomes

@@ -700,6 +700,9 @@ async def _create(
     orders = table(Order)
     rows = []
     states: dict[str, tuple[str, Decimal]] = {}
+    # Sorted: two concurrent calls with the same orders take the unique-index locks in one order
+    # (PostgreSQL would otherwise find a deadlock and fail one of them).
+    creates = sorted(creates, key=lambda c: str(c.values["external_id"]))
     for clean in creates:
         values = clean.values
         status, refunded = states[values["external_id"]] = _refund_state(
@@ -785,7 +788,8 @@ async def _create(
         )
         stored = list((await session.execute(insert, events)).all())
     # The cheap profile parts (first and last seen, event count) follow, as for trackEvents.
-    await live.record_seen(session, live.tally((c, at) for c, at in stored))
+    seen = live.tally((c, at) for c, at in stored)
+    await live.record_seen(session, dict(sorted(seen.items())))
     if len(stored) < len(events):
         # A client sent its own event under the reserved id first: link that one to the order.
         await session.execute(
@@ -822,14 +826,18 @@ async def _apply(
             .values(refunded_quantity=lines.c.quantity)
         )
     net = ZERO if status == "cancelled" else Decimal(order.total) - refunded
-    await _set_event_value(session, order.id, net)
+    await _set_event_value(session, order, net)
 
 
-async def _set_event_value(session: AsyncSession, order_id: int, net: Decimal) -> None:
+async def _set_event_value(session: AsyncSession, order: Order, net: Decimal) -> None:
+    """The order's purchase event, found by its unique client event id (indexed)."""
     events = table(Event)
     await session.execute(
         update(events)
-        .where(events.c.order_id == order_id, events.c.type == "purchase")
+        .where(
+            events.c.client_event_id == event_id(order.external_id),
+            events.c.order_id == order.id,
+        )
         .values(value=net)
     )
 
@@ -964,7 +972,7 @@ async def refund_order(
                 .where(line_table.c.order_id == order.id, line_table.c.line_no == line_no)
                 .values(refunded_quantity=line_table.c.refunded_quantity + qty)
             )
-    await _set_event_value(session, order.id, total - refunded)
+    await _set_event_value(session, order, total - refunded)
     details: dict[str, Any] = {"amount": str(money), "status": status}
     if quantities:
         details["lines"] = {str(k): q for k, q in sorted(quantities.items())}
@@ -1018,7 +1026,7 @@ async def cancel_order(
         .where(table(Order).c.id == order.id)
         .values(status="cancelled", cancelled_at=now, updated_at=now)
     )
-    await _set_event_value(session, order.id, ZERO)
+    await _set_event_value(session, order, ZERO)
     details = {"reason": reason.strip()[:MAX_REASON]} if reason else {}
     await audit.record(
         session,
