@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -68,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--products", type=int, help="products (default 500; 50 quick)")
     p.add_argument(
         "--env", choices=["prod", "dev"], default="prod", help="PRECIS_ENV of the server"
+    )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="after the rounds, sample the server with py-spy (collapsed stacks, .txt) during one "
+        "more GraphQL round and print the leaf functions taking the most samples",
     )
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 5)
@@ -228,9 +235,15 @@ class Ways:
             raise RuntimeError(f"trackEvents failed: {str(data)[:500]}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(
-    args: argparse.Namespace, benv: common.BenchEnv, url: str, token: str
-) -> dict[str, list[float]]:
+    args: argparse.Namespace, benv: common.BenchEnv, url: str, token: str, server_pid: int
+) -> tuple[dict[str, list[float]], list[float]]:
     ways = Ways(benv, url, token)
     await ways.load_ids()
     size, clients = args.batch_size, args.clients
@@ -260,8 +273,13 @@ async def run(
             return [[ways.body(b) for b in mine] for mine in per_client]
         return per_client
 
-    writers = {"bare": ways.bare, "service": ways.service, "graphql": ways.graphql}
+    writers: dict[str, Callable[[Any], Awaitable[None]]] = {
+        "bare": ways.bare,
+        "service": ways.service,
+        "graphql": ways.graphql,
+    }
     results: dict[str, list[float]] = {m: [] for m in METHODS}
+    server_cpu: list[float] = []
     try:
         # Warm up every path once (connections, statement caches, the server's first request).
         for method in METHODS:
@@ -271,12 +289,57 @@ async def run(
             order = list(METHODS[r % 3 :] + METHODS[: r % 3])
             for method in order:
                 payloads = prepared(method)
+                cpu = cpu_seconds(server_pid)
                 rate = await timed(writers[method], payloads)
+                if method == "graphql":
+                    batches = clients * args.batches
+                    server_cpu.append(1000 * (cpu_seconds(server_pid) - cpu) / batches)
                 results[method].append(rate)
                 common.log(f"round {r + 1}/{args.rounds} {method:8} {rate:8.0f} events/s")
+        if args.profile:
+            await profile(
+                server_pid, args.profile, lambda: timed(ways.graphql, prepared("graphql"))
+            )
     finally:
         await ways.close()
-    return results
+    return results, server_cpu
+
+
+def start_spy(pid: int, path: str) -> Any:
+    import subprocess
+
+    spy_bin = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(spy_bin) if spy_bin.exists() else "py-spy", "record", "--pid", str(pid), "--rate",
+         "250", "--format", "raw", "--output", path, "--nonblocking"]
+    )  # fmt: skip
+
+
+def report_spy(spy: Any, path: str) -> None:
+    """Stop py-spy and print the share of samples per innermost frame."""
+    from collections import Counter
+
+    spy.send_signal(2)
+    spy.wait()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        own[stack.split(";")[-1][:100]] += int(count)
+    print(f"\npy-spy, share of the server's busy samples by innermost frame ({total} samples):")
+    rows = [[f, f"{100 * n / max(total, 1):.1f}%"] for f, n in own.most_common(25)]
+    print(common.table(["frame", "share"], rows))
+
+
+async def profile(pid: int, path: str, load: Callable[[], Awaitable[float]]) -> None:
+    """py-spy samples the server while ``load`` runs."""
+    spy = start_spy(pid, path)
+    await asyncio.sleep(1)
+    await load()
+    report_spy(spy, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(seed_products(benv, args.products))
         token = asyncio.run(common.mint_token(benv, "events:write"))
         with common.server(benv) as srv:
-            results = asyncio.run(run(args, benv, srv.url, token))
+            results, server_cpu = asyncio.run(run(args, benv, srv.url, token, srv.pid))
     print()
     print(
         f"trackEvents, {args.database}, batches of {args.batch_size} from {args.clients} "
@@ -305,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         events_s = common.median(rates)
         rows.append([method, events_s, 1000 * args.batch_size / events_s, ratios[method]])
     print(common.table(["way", "events/s", "ms/batch", "ratio to bare"], rows))
+    print(f"server process CPU per trackEvents batch: {common.median(server_cpu):.1f} ms")
     print()
     for method in METHODS[1:]:
         print(

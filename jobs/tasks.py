@@ -3,6 +3,7 @@ own unit of work and calls domain services; each is safe to run twice."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.imports.service import run_import
@@ -51,4 +52,10 @@ async def recompute_profiles(ctx: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-TASKS = [import_file, build_export, purge_exports, purge_events, recompute_profiles]
+TASKS: list[Callable[..., Awaitable[Any]]] = [
+    import_file,
+    build_export,
+    purge_exports,
+    purge_events,
+    recompute_profiles,
+]

@@ -54,7 +54,7 @@ class Event(Node):
     @strawberry.field(description="Custom properties (a JSON object; rating and query included).")
     @staticmethod
     def properties(root: EventRow) -> JSON:
-        return root.properties
+        return root.properties  # type: ignore[return-value]
 
     @strawberry.field(description="Monetary value as a decimal string, in `currency`.")
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,7 @@ class CursorGone(LookupError):
     """The event a cursor points at no longer exists (purged or erased)."""
 
 
-def filtered(flt: EventFilter) -> Select[tuple[Event]]:
+def filtered(flt: EventFilter) -> Select[Any]:
     stmt = select(Event)
     if flt.customer_id is not None:
         stmt = stmt.where(col(Event.customer_id) == flt.customer_id)

@@ -14,7 +14,7 @@ counted twice there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -50,7 +50,7 @@ class PurgeResult:
         }
 
 
-def _aggregate(day: date, rows: list[Any]) -> list[dict[str, Any]]:
+def _aggregate(day: date, rows: Sequence[Any]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int, str, str], tuple[list[int], set[int], list[Decimal]]] = {}
     for kind, product_id, channel, currency, customer_id, value in rows:
         key = (kind, product_id or 0, channel or "", currency or "")

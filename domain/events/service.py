@@ -447,8 +447,8 @@ async def track_events(
     source = actor.client_id[:64]
     shopper = actor.customer_id
     cleaned: list[_Item] = []
-    for index, item in enumerate(items):
-        one, errors = _clean(index, item, settings, now, source)
+    for index, raw in enumerate(items):
+        one, errors = _clean(index, raw, settings, now, source)
         if one is None:
             result.errors.extend(errors)
         else:

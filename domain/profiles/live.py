@@ -81,24 +81,26 @@ def _statement(session: AsyncSession) -> Any:
         t = table(CustomerProfile)
         # The columns the recompute owns get their defaults as SQL constants, so each row sends
         # only the five values that change (the per-row cost is in binding parameters).
-        constants = {n: literal_column(sql) for n, sql in NEW_PROFILE.items() if n in t.c}
+        constants: dict[str, Any] = {
+            n: literal_column(sql) for n, sql in NEW_PROFILE.items() if n in t.c
+        }
         if dialect == "postgresql":
             stmt = insert_for(session)(t).from_select(
                 [*COLUMNS, *constants],
                 unnest_rows(t, COLUMNS, element_types=PG_ELEMENTS, **constants),
             )
-            least, greatest = func.least, func.greatest  # these skip NULLs
+            least, greatest = "least", "greatest"  # these skip NULLs
         else:
             stmt = insert_for(session)(t).values(constants)
-            least, greatest = func.min, func.max  # SQLite's: NULL if any argument is NULL
+            least, greatest = "min", "max"  # SQLite's: NULL if any argument is NULL
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.customer_id],
             set_={
-                "first_seen_at": least(
+                "first_seen_at": getattr(func, least)(
                     func.coalesce(t.c.first_seen_at, ex.first_seen_at), ex.first_seen_at
                 ),
-                "last_seen_at": greatest(
+                "last_seen_at": getattr(func, greatest)(
                     func.coalesce(t.c.last_seen_at, ex.last_seen_at), ex.last_seen_at
                 ),
                 "event_count": t.c.event_count + ex.event_count,
