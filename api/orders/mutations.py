@@ -39,7 +39,7 @@ RecordOrdersError, RecordOrdersErrorCode = error_type(
         "INVALID_STATUS",
         "TOTALS_MISMATCH",
         "DUPLICATE",
-        "USER_NOT_FOUND",
+        "UNKNOWN_USER",
         "ORDER_CONFLICT",
         "REFUND_DECREASE",
     ],

@@ -621,7 +621,7 @@ async def _resolve_users(
             else:
                 errors.append(
                     FieldError(
-                        "USER_NOT_FOUND",
+                        "UNKNOWN_USER",
                         f"no user with id {clean.user_id}",
                         ("orders", str(clean.index), "userId"),
                         clean.index,
@@ -634,7 +634,7 @@ async def _resolve_users(
             else:
                 errors.append(
                     FieldError(
-                        "USER_NOT_FOUND",
+                        "UNKNOWN_USER",
                         f"no user with externalId {clean.user_external_id!r}",
                         ("orders", str(clean.index), "userExternalId"),
                         clean.index,

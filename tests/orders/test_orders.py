@@ -164,7 +164,7 @@ async def test_mixed_batch_stores_exactly_the_valid_orders(api: Api) -> None:
         (3, "TOTALS_MISMATCH", "subtotal"),
         (3, "TOTALS_MISMATCH", "total"),  # the total no longer adds up either
         (4, "INVALID_QUANTITY", "quantity"),
-        (5, "USER_NOT_FOUND", "userExternalId"),
+        (5, "UNKNOWN_USER", "userExternalId"),
         (6, "INVALID_MONEY", "discountTotal"),
         (7, "DUPLICATE", "externalId"),
         (9, "INVALID_TIME", "placedAt"),
@@ -377,3 +377,18 @@ async def test_queries_newest_first_with_filters_and_paging(api: Api) -> None:
         'query { order(externalId: "o-2") { externalId } }', scopes="events:write"
     )
     assert error_codes(denied) == ["FORBIDDEN"]
+
+
+async def test_refund_amount_overrides_the_value_of_its_lines(api: Api) -> None:
+    await seed(api)
+    await record(api, [order()])
+    body = await api.gql(
+        REFUND,
+        {"input": {"externalId": "o-1", "amount": "4.00", "lines": [{"lineNo": 2, "quantity": 1}]}},
+        scopes=W,
+    )
+    refunded = body["data"]["refundOrder"]["order"]
+    assert refunded["refundedTotal"] == {"amount": "4.00"}  # a 1.00 restocking fee kept
+    assert [ln["refundedQuantity"] for ln in refunded["lines"]] == [0, 1]
+    assert refunded["status"] == "partially_refunded"
+    assert money((await purchase_event(api, "o-1"))[1]) == Decimal("33.03")
