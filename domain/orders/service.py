@@ -32,6 +32,7 @@ from domain.catalog.models import Product
 from domain.columns import utcnow
 from domain.errors import DomainError, FieldError
 from domain.events.models import Event
+from domain.events.service import links_for
 from domain.orders import repository
 from domain.orders.models import ORDER_STATUSES, Order, OrderLine
 from domain.profiles import live
@@ -613,9 +614,21 @@ async def _resolve_users(
             )
         )
         exts = {ext: pk for ext, pk in result.all() if pk is not None}
+    # A guest order from an anonymous id already merged into a customer (identify) belongs to that
+    # customer, as its earlier guest orders were moved there by the merge.
+    links = await links_for(
+        session,
+        {
+            str(c.values["anonymous_id"])
+            for c in valid
+            if c.user_id is None and c.user_external_id is None and c.values.get("anonymous_id")
+        },
+    )
     for clean in valid:
         clean.values["customer_id"] = None
-        if clean.user_id is not None:
+        if clean.user_id is None and clean.user_external_id is None:
+            clean.values["customer_id"] = links.get(clean.values.get("anonymous_id") or "")
+        elif clean.user_id is not None:
             if clean.user_id in ids:
                 clean.values["customer_id"] = clean.user_id
             else:

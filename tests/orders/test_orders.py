@@ -392,3 +392,55 @@ async def test_refund_amount_overrides_the_value_of_its_lines(api: Api) -> None:
     assert [ln["refundedQuantity"] for ln in refunded["lines"]] == [0, 1]
     assert refunded["status"] == "partially_refunded"
     assert money((await purchase_event(api, "o-1"))[1]) == Decimal("33.03")
+
+
+async def test_purchase_event_stays_linked_without_analytics_consent(api: Api) -> None:
+    # given u-1 refused analytics, so its behaviour events are stored unlinked
+    await seed(api)
+    body = await api.gql(
+        """mutation($c: [ConsentInput!]!) { setConsents(input: {userExternalId: "u-1",
+        consents: $c}) { errors { code } } }""",
+        {"c": [{"purpose": "ANALYTICS", "granted": False, "source": "t", "policyVersion": "1"}]},
+        scopes="users:write users:read",
+    )
+    assert body["data"]["setConsents"]["errors"] == [], body
+    tracked = await api.gql(
+        """mutation { trackEvents(input: {events: [{clientEventId: "v-1", type: "view",
+            userExternalId: "u-1", productExternalId: "p-1"}]}) { accepted unlinked } }""",
+        scopes="events:write",
+    )
+    assert tracked["data"]["trackEvents"] == {"accepted": 1, "unlinked": 1}
+
+    # when an order of u-1 is recorded, its purchase event is still linked: orders are contractual
+    await record(api, [order()])
+    linked = await rows(
+        api,
+        "SELECT e.client_event_id, e.customer_id IS NOT NULL FROM event e ORDER BY 1",
+    )
+    assert [(cid, bool(known)) for cid, known in linked] == [("order:o-1", True), ("v-1", False)]
+
+
+IDENTIFY = """mutation($a: String!) { identify(input: {anonymousId: $a, userExternalId: "u-1"}) {
+  ordersMoved errors { code } } }"""
+
+
+async def test_guest_orders_follow_identify(api: Api) -> None:
+    await seed(api)
+    guest = order("g-1", userExternalId=None, anonymousId="browser-1")
+    first = await record(api, [guest])
+    assert first["orders"][0]["user"] is None
+
+    # when the browser is merged into u-1, the guest order moves, and a re-send of it is unchanged
+    merged = await api.gql(IDENTIFY, {"a": "browser-1"}, scopes="events:write")
+    assert merged["data"]["identify"] == {"ordersMoved": 1, "errors": []}, merged
+    again = await record(api, [guest])
+    assert (again["unchanged"], again["errors"]) == (1, [])
+    assert again["orders"][0]["user"] == {"externalId": "u-1"}
+
+    # and a new guest order from that browser belongs to u-1 from the start, event included
+    later = await record(api, [order("g-2", userExternalId=None, anonymousId="browser-1")])
+    assert later["orders"][0]["user"] == {"externalId": "u-1"}
+    linked = await rows(
+        api, "SELECT customer_id IS NOT NULL FROM event WHERE client_event_id = 'order:g-2'"
+    )
+    assert [bool(x) for (x,) in linked] == [True]
