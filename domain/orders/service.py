@@ -44,6 +44,9 @@ MAX_BATCH = 100
 MAX_LINES = 500
 MAX_QUANTITY = 1_000_000
 MAX_REASON = 500
+# The largest amount anywhere on an order: a single amount's limit (domain.validation.money), so
+# line totals and sums fit their NUMERIC(14, 2) columns on every backend.
+MAX_AMOUNT = Decimal("9999999999.99")
 FUTURE_SKEW = timedelta(minutes=10)
 ZERO = Decimal("0.00")
 REFUND_STATUSES = ("partially_refunded", "refunded")
@@ -197,6 +200,8 @@ def _placed_at(value: Any) -> datetime:
             ) from None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise v.Invalid("INVALID_TIME", "placedAt must be an ISO 8601 time with an offset")
+    if value.year < 1970 or value.year > 9998:  # before converting: year 1 at +01:00 overflows
+        raise v.Invalid("INVALID_TIME", "placedAt must be after 1970")
     if value > utcnow() + FUTURE_SKEW:
         raise v.Invalid("INVALID_TIME", "placedAt is in the future")
     return value
@@ -258,6 +263,15 @@ def _clean_lines(
             price = None
         else:
             price = v.check(errors, index, (*lpath, "unitPrice"), _money, line["unit_price"])
+        if len(errors) == before and Decimal(qty) * Decimal(str(price)) > MAX_AMOUNT:
+            errors.append(
+                FieldError(
+                    "INVALID_MONEY",
+                    f"the line total exceeds {MAX_AMOUNT:,}",
+                    (*lpath, "quantity"),
+                    index,
+                )
+            )
         if len(errors) == before:
             lines.append(
                 {
@@ -344,6 +358,16 @@ def _clean(
 
     # Totals: sums of two-decimal amounts are exact, so by default they must match to the cent.
     lines_sum = sum((line["total"] for line in clean.lines), ZERO)
+    if lines_sum > MAX_AMOUNT:
+        errors.append(
+            FieldError(
+                "INVALID_MONEY",
+                f"the lines add up to more than {MAX_AMOUNT:,}",
+                path("subtotal"),
+                index,
+            )
+        )
+        return clean, errors
     subtotal = values.setdefault("subtotal", lines_sum)
     if abs(subtotal - lines_sum) > tolerance:
         errors.append(
@@ -365,6 +389,10 @@ def _clean(
                 path("discount_total"),
                 index,
             )
+        )
+    if expected > MAX_AMOUNT:
+        errors.append(
+            FieldError("INVALID_MONEY", f"the total exceeds {MAX_AMOUNT:,}", path("total"), index)
         )
     total = values.setdefault("total", expected)
     if abs(total - expected) > tolerance:

@@ -156,6 +156,7 @@ async def test_mixed_batch_stores_exactly_the_valid_orders(api: Api) -> None:
         order("o-1"),
         order("o-9", userExternalId=None, anonymousId="anon-9"),
         order("o-10", placedAt="2999-01-01T00:00:00Z"),
+        order("o-11", placedAt="0001-01-01T00:00:00+01:00"),
     ]
     result = await record(api, batch)
     assert [(e["index"], e["code"], e["field"][-1]) for e in result["errors"]] == [
@@ -168,8 +169,9 @@ async def test_mixed_batch_stores_exactly_the_valid_orders(api: Api) -> None:
         (6, "INVALID_MONEY", "discountTotal"),
         (7, "DUPLICATE", "externalId"),
         (9, "INVALID_TIME", "placedAt"),
+        (10, "INVALID_TIME", "placedAt"),
     ]
-    assert (result["created"], result["rejected"]) == (2, 8)
+    assert (result["created"], result["rejected"]) == (2, 9)
     assert [o and o["externalId"] for o in result["orders"]] == [
         "o-1",
         None,
@@ -180,6 +182,7 @@ async def test_mixed_batch_stores_exactly_the_valid_orders(api: Api) -> None:
         None,
         None,
         "o-9",
+        None,
         None,
     ]
     guest = result["orders"][8]
@@ -444,3 +447,49 @@ async def test_guest_orders_follow_identify(api: Api) -> None:
         api, "SELECT customer_id IS NOT NULL FROM event WHERE client_event_id = 'order:g-2'"
     )
     assert [bool(x) for (x,) in linked] == [True]
+
+
+async def test_amounts_too_large_for_the_columns_are_refused(api: Api) -> None:
+    await seed(api)
+    huge_line = order("o-1", subtotal=None, total=None)
+    huge_line["lines"][0] = {
+        "productExternalId": "p-1",
+        "quantity": 1_000_000,
+        "unitPrice": "9999999.99",
+    }
+    many = order(
+        "o-2", subtotal=None, total=None, discountTotal=None, shippingTotal=None, taxTotal=None
+    )
+    many["lines"] = [
+        {"productExternalId": "p-1", "quantity": 1, "unitPrice": "9999999999.99"} for _ in range(3)
+    ]
+    shipping = order("o-3", shippingTotal="9999999999.99", total=None)
+    result = await record(api, [huge_line, many, shipping])
+    assert [(e["index"], e["code"], e["field"][-1]) for e in result["errors"]] == [
+        (0, "INVALID_MONEY", "quantity"),
+        (1, "INVALID_MONEY", "subtotal"),
+        (2, "INVALID_MONEY", "total"),
+    ]
+    assert await count_rows(api.db, "orders") == 0
+
+
+async def test_limits_and_bad_arguments(api: Api) -> None:
+    await seed(api)
+    too_many = await record(api, [order(f"o-{i}") for i in range(101)])
+    assert [e["code"] for e in too_many["errors"]] == ["TOO_MANY"]
+    assert too_many["rejected"] == 101
+    assert await count_rows(api.db, "orders") == 0
+    for query in (
+        "{ orders(first: 101) { nodes { id } } }",
+        '{ orders(after: "nope") { nodes { id } } }',
+        '{ orders(filter: {userId: "nope"}) { nodes { id } } }',
+        '{ orders(filter: {status: "lost"}) { nodes { id } } }',
+        '{ order(id: "nope") { id } }',
+        "{ order { id } }",
+    ):
+        body = await api.gql(query, scopes="users:read")
+        assert error_codes(body) == ["BAD_USER_INPUT"], (query, body)
+    bad_id = await api.gql(
+        'mutation { cancelOrder(input: {orderId: "nope"}) { errors { code } } }', scopes=W
+    )
+    assert bad_id["data"]["cancelOrder"]["errors"] == [{"code": "INVALID"}]
