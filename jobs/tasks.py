@@ -10,7 +10,7 @@ from domain.imports.service import run_import
 
 
 async def import_file(ctx: dict[str, Any], task_id: str) -> dict[str, Any]:
-    """Run an import task recorded in ``task_run`` (users or products from CSV / JSON Lines)."""
+    """Run an import task recorded in ``task_run`` (users, products, orders or events)."""
     return await run_import(ctx["db"], task_id)
 
 
