@@ -81,6 +81,20 @@ async def by_external_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str
     return await rows_by(session, col(Order.external_id), ids)
 
 
+async def by_external_ids_for_update(session: AsyncSession, ids: Sequence[str]) -> dict[str, Order]:
+    """Orders by external id, locked until the unit of work ends (PostgreSQL; SQLite serialises
+    writers anyway), in id order so two callers never wait on each other in a cycle."""
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(Order)
+        .where(col(Order.external_id).in_(sorted(set(ids))))
+        .order_by(col(Order.external_id))
+        .with_for_update()
+    )
+    return {row.external_id: row for row in rows}
+
+
 async def lines_for(session: AsyncSession, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
     found: dict[int, list[OrderLine]] = defaultdict(list)
     if not order_ids:

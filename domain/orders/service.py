@@ -519,7 +519,10 @@ async def record_orders(
     for clean in creates:
         outcomes[clean.index] = "created"
     rest = [c for c in valid if c.values["external_id"] not in created_ids]
-    existing = await repository.by_external_ids(session, [c.values["external_id"] for c in rest])
+    # Re-sends are decided on locked rows: a refund committing meanwhile is not overwritten.
+    existing = await repository.by_external_ids_for_update(
+        session, [c.values["external_id"] for c in rest]
+    )
     existing_lines = await repository.lines_for(
         session, [o.id for o in existing.values() if o.id is not None]
     )
