@@ -238,6 +238,7 @@ def server(
     app: str = "bench.app:create_bench_app",
     app_dir: Path = REPO,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
     """uvicorn in a subprocess as ``precis serve`` runs it (factory, no access log, uvloop and
     httptools picked automatically), on a free port; stopped at the end. ``app_dir`` serves the
@@ -260,6 +261,7 @@ def server(
         "--log-level",
         "warning",
         "--no-access-log",
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
     environ = benv.server_environ(app_dir)
     environ.update(extra_env or {})

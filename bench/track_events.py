@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--env", choices=["prod", "dev"], default="prod", help="PRECIS_ENV of the server"
     )
     p.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (precis serve --workers)"
+    )
+    p.add_argument(
         "--profile",
         metavar="FILE",
         help="after the rounds, sample the server with py-spy (collapsed stacks, .txt) during one "
@@ -236,9 +239,13 @@ class Ways:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    """User + system CPU time of a process and its children (uvicorn workers) so far (``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
 
 
 async def run(
@@ -349,13 +356,14 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(common.seed_users(benv, args.users))
         asyncio.run(seed_products(benv, args.products))
         token = asyncio.run(common.mint_token(benv, "events:write"))
-        with common.server(benv) as srv:
+        with common.server(benv, workers=args.workers) as srv:
             results, server_cpu = asyncio.run(run(args, benv, srv.url, token, srv.pid))
     print()
     print(
         f"trackEvents, {args.database}, batches of {args.batch_size} from {args.clients} "
         f"concurrent clients, {args.rounds} rounds x {args.batches} batches per client per way, "
         f"{args.users} users, {args.products} products, env={args.env}, "
+        f"{args.workers} server worker(s), "
         f"{started:%Y-%m-%d %H:%M} UTC"
     )
     print(f"machine: {common.machine()}")
