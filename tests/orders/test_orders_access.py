@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import event
 
 from api.ids import encode_id
+from domain.audit.service import SYSTEM
+from domain.orders import service
 from tests.conftest import Api, count_rows, error_codes
 from tests.me.helpers import shopper_token
 from tests.orders.helpers import RECORD, W, order, record, rows, seed
@@ -124,3 +126,24 @@ async def test_a_clients_own_event_under_the_reserved_id_is_linked(api: Api) -> 
     value, same = linked[0]
     assert (Decimal(str(value)).quantize(Decimal("0.01")), bool(same)) == (Decimal("37.03"), True)
     assert await count_rows(api.db, "event") == 1
+
+
+async def test_status_resend_waits_for_a_refund_in_flight(api: Api, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("real concurrency needs PostgreSQL (SQLite serialises writers)")
+    await seed(api)
+    await record(api, [order("o-1")])
+    token = await api.token(W)
+    # given a refund written but not yet committed (its unit of work holds the order's row lock)
+    async with api.db.unit_of_work() as session:
+        await service.refund_order(session, SYSTEM, external_id="o-1", amount="12.50")
+        # when a re-send with a new status arrives meanwhile
+        resend = asyncio.create_task(
+            api.gql(RECORD, {"orders": [order("o-1", status="paid")]}, token=token)
+        )
+        await asyncio.sleep(0.5)  # time for the re-send to reach the order (not asserted)
+    body = await resend
+    # then it is decided after the refund commits, and the refund stays
+    assert body["data"]["recordOrders"]["errors"] == [], body
+    stored = await rows(api, "SELECT status, refunded_total FROM orders")
+    assert [(s, Decimal(str(r))) for s, r in stored] == [("partially_refunded", Decimal("12.50"))]
