@@ -596,7 +596,9 @@ def profiles_recompute(
                 def report(done: int, total: int) -> None:
                     progress.update(bar, completed=done, total=total)
 
-                return await recompute(db, settings, customer_ids=ids, progress=report)
+                return await recompute(
+                    db, settings, customer_ids=ids, progress=report, actor=_cli_actor()
+                )
         finally:
             await db.dispose()
 

@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from domain.audit import service as audit
 from domain.columns import UTCDateTime, utcnow
 from domain.db import Database
 from domain.profiles import clv
@@ -335,6 +336,7 @@ async def recompute(
     now: datetime | None = None,
     customer_ids: Sequence[int] | None = None,
     progress: Progress | None = None,
+    actor: audit.Actor = audit.SYSTEM,
 ) -> RecomputeResult:
     """Recompute the profiles of every customer (or of ``customer_ids``); one unit of work per chunk.
 
@@ -395,6 +397,10 @@ async def recompute(
         result.customers = done
         if progress:
             progress(done, len(ids))
+    async with db.unit_of_work() as session:
+        details = {k: v for k, v in result.summary().items() if k != "computed_at"}
+        details["all_customers"] = customer_ids is None
+        await audit.record(session, actor, "profiles.recompute", "CustomerProfile", details=details)
     return result
 
 

@@ -6,6 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy import select
+
+from domain.audit.models import AuditEntry
 from domain.db import Database
 from domain.settings import Settings
 from jobs.tasks import recompute_profiles
@@ -38,6 +41,11 @@ def test_cli_recomputes_all_or_the_named_customers(precis: Precis, database: Pat
     assert some.returncode == 0, some.stderr
     assert json.loads(some.stdout.splitlines()[-1])["customers"] == 1
     assert _profiles(database) == [("x2", "new", 0)]
+    with sqlite3.connect(database) as conn:
+        audited = list(conn.execute("SELECT action, client_id, details FROM audit_entry"))
+    assert [(a, c, json.loads(d)["all_customers"]) for a, c, d in audited] == [
+        ("profiles.recompute", "precis-cli", False)
+    ]
 
     everyone = precis("profiles", "recompute")
     assert everyone.returncode == 0, everyone.stderr
@@ -53,6 +61,8 @@ def test_cli_refuses_an_unknown_customer_and_changes_nothing(
     assert result.returncode == 1
     assert "unknown customer: nobody" in result.stderr
     assert _profiles(database) == []
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM audit_entry").fetchone() == (0,)
 
 
 def test_cli_help(precis: Precis) -> None:
@@ -71,3 +81,13 @@ async def test_job_recomputes_every_profile_and_returns_the_summary(
     assert summary["stages"]["new"] >= 1
     assert summary["clv"] == {"model": "off"}
     assert await count_rows(db, "customer_profile") == 8
+    async with db.read_only() as session:
+        [entry] = list(await session.scalars(select(AuditEntry)))
+    assert (entry.action, entry.client_id, entry.subject, entry.resource_type) == (
+        "profiles.recompute",
+        "precis",
+        "system",
+        "CustomerProfile",
+    )
+    assert entry.details["customers"] == 8
+    assert entry.details["all_customers"] is True

@@ -548,3 +548,23 @@ async def test_profile_needs_the_users_scope(api: Api) -> None:
     body = await api.gql(PROFILE, {"ext": "a"}, scopes="catalog:read")
     assert error_codes(body) == ["FORBIDDEN"]
     assert body["data"] == {"user": None}
+
+
+ME_PROFILE = "{ me { user { externalId profile { ordersCount lifecycleStage } } } }"
+
+
+async def test_a_shopper_reads_its_own_profile_and_no_other(api: Api, settings: Settings) -> None:
+    from tests.me.helpers import shopper_token
+
+    await seed(api.db)
+    await service.recompute(api.db, no_clv(settings), now=NOW)
+    token = await shopper_token(api, "a")
+    body = await api.gql(ME_PROFILE, token=token)
+    assert "errors" not in body, body
+    assert body["data"]["me"]["user"] == {
+        "externalId": "a",
+        "profile": {"ordersCount": 3, "lifecycleStage": "LOYAL"},
+    }
+    other = await api.gql(PROFILE, {"ext": "d"}, token=token)
+    assert error_codes(other) == ["FORBIDDEN"]
+    assert other["data"] == {"user": None}
