@@ -10,6 +10,12 @@ errors, paths and locations are exactly what they were; plain resolvers have no 
 reading a value twice is harmless. With resolver middleware (an extension's ``resolve`` hook) the
 fast path is off.
 
+graphql-core 3.3 cancels the sibling fields of a field that fails (``gather_with_cancel``). Here that
+is harmful: a resolver cancelled in the middle of a database call leaves the request's connection
+broken, and a DataLoader future shared with a field elsewhere in the document is cancelled with it,
+so ``CancelledError`` escapes the request. Siblings are therefore left to finish (``gather_settled``)
+and the first error is raised after; the work they did is rolled back with the request as before.
+
 graphql-core also asks of every value whether it is awaitable; for an ORM row that question costs an
 attribute miss through pydantic's ``__getattr__`` (about 8 us on the 2-core benchmark machine, per
 row). Instances of mapped classes, and a few plain value types, are answered from a set.
@@ -17,6 +23,7 @@ row). Instances of mapped classes, and a few plain value types, are answered fro
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import operator
@@ -25,6 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeGuard
 
 from graphql import GraphQLField, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, is_leaf_type
+from graphql.execution import executor as _graphql_executor
 from graphql.execution.executor import to_nodes
 from graphql.pyutils import Undefined
 from sqlalchemy.engine import Row
@@ -32,6 +40,20 @@ from sqlmodel import SQLModel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+
+async def gather_settled(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Like graphql-core's ``gather_with_cancel`` but without cancelling: every sibling runs to its
+    end, then the first exception (in field order) is raised. Cancelling the caller still cancels
+    them all (``asyncio.gather``)."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+_graphql_executor.gather_with_cancel = gather_settled  # type: ignore[attr-defined]
 
 FAST_MARK = "_precis_fast"
 # Per schema: type name -> field name -> (read, coerce, non_null, field); ``read(source)``.

@@ -210,3 +210,28 @@ async def test_lean_runner_still_runs_hooks_that_exist() -> None:
     result = await hooked.execute("{ one { name } }")
     assert result.data == {"one": {"name": "item7"}}
     assert Recorder.seen == ["parse", "validate", "execute"]
+
+
+async def test_a_failing_field_does_not_cancel_its_siblings(api: Any) -> None:
+    """``users(first: 1000)`` fails and nulls the whole answer while two ``user`` fields share the
+    tags DataLoader. With graphql-core's cancel-on-error, cancelling one sibling cancelled the shared
+    loader future under the other and the request hung (SQLite) or died with CancelledError; now
+    siblings finish, the error is reported, and the next requests work."""
+    import asyncio
+
+    body = await api.gql(
+        'mutation { upsertUsers(input: {users: [{externalId: "a"}, {externalId: "b"}]}) '
+        "{ errors { code } } }",
+        scopes="users:write users:read",
+    )
+    assert body["data"]["upsertUsers"]["errors"] == []
+    query = """{ users(first: 1000) { totalCount }
+      a: user(externalId: "a") { tags } b: user(externalId: "b") { tags } }"""
+    for _ in range(3):
+        body = await asyncio.wait_for(api.gql(query, scopes="users:read"), 30)
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    body = await asyncio.wait_for(
+        api.gql("{ users(first: 5) { totalCount } }", scopes="users:read"), 30
+    )
+    assert body == {"data": {"users": {"totalCount": 2}}}
