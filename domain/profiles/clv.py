@@ -82,8 +82,11 @@ def fit_and_predict(buyers: list[Buyer], *, horizon_days: int) -> ClvFit:
         )
         return result
 
-    import pandas as pd
-    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+    with warnings.catch_warnings():
+        # pymc and arviz warn on import and about sampler settings that MAP fitting does not use.
+        warnings.simplefilter("ignore")
+        import pandas as pd
+        from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 
     # A first order placed "now" has age 0, which BG/NBD cannot take; a tenth of a day is harmless.
     data = pd.DataFrame(
@@ -97,7 +100,6 @@ def fit_and_predict(buyers: list[Buyer], *, horizon_days: int) -> ClvFit:
     )
     spend_data = data[(data.frequency > 0) & (data.monetary_value > 0)]
     with warnings.catch_warnings():
-        # pymc and arviz warn about sampler settings that MAP fitting does not use.
         warnings.simplefilter("ignore")
         bg = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
         bg.fit(fit_method="map", progressbar=False)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from domain.catalog.models import Category, Product
 from domain.db import Database
@@ -568,3 +568,70 @@ async def test_a_shopper_reads_its_own_profile_and_no_other(api: Api, settings: 
     other = await api.gql(PROFILE, {"ext": "d"}, token=token)
     assert error_codes(other) == ["FORBIDDEN"]
     assert other["data"] == {"user": None}
+
+
+async def test_events_ingested_during_a_recompute_are_counted_once(
+    db: Database, settings: Settings
+) -> None:
+    """Ingestion batches (events plus the live +n, one unit of work each, as trackEvents does)
+    run while the recompute works through its chunks; afterwards every profile's event count and
+    last seen agree with the event table."""
+    import asyncio
+    import random
+
+    from domain.profiles import live
+
+    async with db.unit_of_work() as s:
+        customers = [Customer(external_id=f"r{i}") for i in range(450)]
+        s.add_all(customers)
+    ids = [c.id for c in customers]
+    small = no_clv(settings, profile_chunk_size=100)
+    await service.recompute(db, small, now=NOW)  # every customer has a profile row
+    rng = random.Random(7)
+
+    async def ingest(batch: int) -> None:
+        async with db.unit_of_work() as s:
+            rows = []
+            for j in range(20):
+                at = NOW - timedelta(minutes=rng.randrange(10_000))
+                cid = rng.choice(ids)
+                rows.append((cid, at))
+                s.add(
+                    Event(
+                        client_event_id=f"b{batch}-{j}",
+                        customer_id=cid,
+                        type="view",
+                        source_client_id="test",
+                        occurred_at=at,
+                    )
+                )
+            await s.flush()
+            await live.record_seen(s, dict(sorted(live.tally(rows).items())))
+        await asyncio.sleep(0)
+
+    async def ingestion() -> None:
+        for batch in range(40):
+            await ingest(batch)
+
+    await asyncio.gather(service.recompute(db, small, now=NOW), ingestion())
+    async with db.read_only() as s:
+        counted = dict(
+            (
+                await s.execute(select(Event.customer_id, func.count()).group_by(Event.customer_id))
+            ).all()
+        )
+        last = dict(
+            (
+                await s.execute(
+                    select(Event.customer_id, func.max(Event.occurred_at)).group_by(
+                        Event.customer_id
+                    )
+                )
+            ).all()
+        )
+        rows = {r.customer_id: r for r in await s.scalars(select(CustomerProfile))}
+    assert sum(counted.values()) == 800
+    assert {cid: rows[cid].event_count for cid in ids if rows[cid].event_count} == counted
+    assert {cid: rows[cid].last_seen_at for cid in counted} == {
+        cid: at.replace(tzinfo=UTC) if at.tzinfo is None else at for cid, at in last.items()
+    }
