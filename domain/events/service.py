@@ -24,7 +24,19 @@ from typing import Any
 
 import orjson
 import pycountry
-from sqlalchemy import TIMESTAMP, Text, and_, func, select, update
+from sqlalchemy import (
+    TIMESTAMP,
+    BigInteger,
+    Integer,
+    Text,
+    and_,
+    cast,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.audit import service as audit
@@ -348,11 +360,33 @@ def _clean(
 
 async def _ids_by(session: AsyncSession, column: Any, values: set[Any]) -> dict[Any, int]:
     """``{value: id}`` for the rows whose ``column`` is in ``values`` (ids only, no ORM rows)."""
-    if not values:
-        return {}
-    pk = column.table.c.id
-    rows = await session.execute(select(column, pk).where(among(session, column, sorted(values))))
-    return {value: id_ for value, id_ in rows}
+    return (await _look_up(session, {"_": (column, column.table.c.id, values)}))["_"]
+
+
+async def _look_up(
+    session: AsyncSession, wanted: dict[str, tuple[Any, Any, set[Any]]]
+) -> dict[str, dict[Any, Any]]:
+    """Several ``{key: id}`` look-ups in one round trip: ``wanted`` maps a name to (key column,
+    id column, keys); each becomes a branch of one UNION ALL (keys travel as text)."""
+    found: dict[str, dict[Any, Any]] = {name: {} for name in wanted}
+    branches = [
+        select(
+            literal(name, Text).label("name"),
+            cast(key, Text).label("key"),
+            cast(value, BigInteger).label("id"),
+        ).where(among(session, key, sorted(keys)))
+        for name, (key, value, keys) in wanted.items()
+        if keys
+    ]
+    if not branches:
+        return found
+    stmt = branches[0] if len(branches) == 1 else union_all(*branches)
+    for name, key, value in await session.execute(stmt):
+        found[name][key] = value
+    for name, (column, _, _) in wanted.items():
+        if isinstance(column.type, Integer):  # ids came back as text
+            found[name] = {int(k): v for k, v in found[name].items()}
+    return found
 
 
 async def links_for(session: AsyncSession, anonymous_ids: set[str]) -> dict[str, int]:
@@ -456,6 +490,7 @@ async def track_events(
 
     user_ids = {i.user_id for i in cleaned if i.user_id is not None}
     user_exts = {i.user_external_id for i in cleaned if i.user_external_id is not None}
+    product_exts = {i.product_external_id for i in cleaned if i.product_external_id is not None}
     customers = table(Customer)
     if shopper is not None:
         # A shopper token sends events for its own customer only; naming anyone else refuses the
@@ -472,22 +507,27 @@ async def track_events(
                 "events",
             )
         by_id: set[int] = set()
-        by_ext: dict[str, int] = {}
-        links: dict[str, int] = {}
+        by_ext: dict[Any, Any] = {}
+        links: dict[Any, Any] = {}
+        products = await _ids_by(session, table(Product).c.external_id, product_exts)
     else:
-        by_id = set((await _ids_by(session, customers.c.id, user_ids)).values())
-        by_ext = await _ids_by(session, customers.c.external_id, user_exts)
         anonymous = {
             i.row["anonymous_id"]
             for i in cleaned
             if i.user_id is None and i.user_external_id is None and i.row["anonymous_id"]
         }
-        links = await links_for(session, anonymous)
-    products = await _ids_by(
-        session,
-        table(Product).c.external_id,
-        {i.product_external_id for i in cleaned if i.product_external_id is not None},
-    )
+        links_t = table(IdentityLink)
+        found = await _look_up(
+            session,
+            {
+                "user_id": (customers.c.id, customers.c.id, user_ids),
+                "user_ext": (customers.c.external_id, customers.c.id, user_exts),
+                "link": (links_t.c.anonymous_id, links_t.c.customer_id, anonymous),
+                "product": (table(Product).c.external_id, table(Product).c.id, product_exts),
+            },
+        )
+        by_id = set(found["user_id"])
+        by_ext, links, products = found["user_ext"], found["link"], found["product"]
 
     ready: list[dict[str, Any]] = []
     for item in cleaned:
