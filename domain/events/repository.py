@@ -49,7 +49,10 @@ async def page(
     stmt = filtered(flt)
     occurred, pk = col(Event.occurred_at), col(Event.id)
     if after is not None:
-        at = await session.scalar(select(occurred).where(pk == after))
+        where = [pk == after]
+        if flt.customer_id is not None:  # a cursor never reads another shopper's event
+            where.append(col(Event.customer_id) == flt.customer_id)
+        at = await session.scalar(select(occurred).where(*where))
         if at is None:
             raise CursorGone(after)
         stmt = stmt.where(or_(occurred < at, and_(occurred == at, pk < after)))

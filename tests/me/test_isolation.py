@@ -30,6 +30,7 @@ from graphql import (
 )
 from sqlalchemy import text
 
+from api.ids import encode_cursor
 from domain.models import metadata
 from domain.settings import Settings
 from tests.conftest import Api, error_codes
@@ -417,11 +418,12 @@ async def test_identify_stays_on_the_shoppers_own_customer(api: Api) -> None:
     assert body["data"]["identify"]["user"]["id"] == user_id(pks["alice"])
 
 
-def _selection(t: Any, depth: int, seen: tuple[str, ...] = ()) -> str:
-    """Every field of ``t`` that needs no argument, to ``depth`` levels (connections included)."""
+def _selection(t: Any, depth: int, seen: tuple[str, ...] = (), after: str | None = None) -> str:
+    """Every field of ``t`` that needs no argument, to ``depth`` levels (connections included).
+    With ``after``, every paged field is asked for ``first: 100`` rows after that cursor."""
     named = get_named_type(t)
     if isinstance(named, GraphQLUnionType):
-        parts = [f"... on {m.name} {_selection(m, depth, seen)}" for m in named.types]
+        parts = [f"... on {m.name} {_selection(m, depth, seen, after)}" for m in named.types]
         return "{ __typename " + " ".join(parts) + " }"
     if not isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
         return ""
@@ -436,8 +438,10 @@ def _selection(t: Any, depth: int, seen: tuple[str, ...] = ()) -> str:
         if isinstance(sub, GraphQLObjectType | GraphQLInterfaceType | GraphQLUnionType):
             if depth <= 0 or sub.name in seen:
                 continue
-            inner = _selection(sub, depth - 1, (*seen, named.name))
-            parts.append(f"{name} {inner}")
+            inner = _selection(sub, depth - 1, (*seen, named.name), after)
+            paged = after is not None and {"first", "after"} <= set(f.args)
+            args = f'(first: 100, after: "{after}")' if paged else ""
+            parts.append(f"{name}{args} {inner}")
         else:
             parts.append(name)
     return "{ " + " ".join(parts) + " }"
@@ -491,7 +495,44 @@ async def test_everything_under_me_is_the_shoppers_own(api: Api) -> None:
     token = await shopper_token(api, "alice")
     schema = graphql_schema()
     assert schema.query_type is not None
-    document = "{ me " + _selection(schema.query_type.fields["me"].type, 4) + " }"
+    me_type = schema.query_type.fields["me"].type
+    # every paged field, one User field per request, with cursors of one's own making: before,
+    # after and amid Bob's rows (his events' ids among them). A cursor is a position, never a
+    # way in: the answer holds nothing of Bob, and a cursor naming Bob's row answers like a
+    # missing one.
+    async with api.db.read_only() as session:
+        bob_rows = [
+            int(r[0])
+            for r in await session.execute(
+                text("SELECT id FROM event WHERE customer_id = :c"), {"c": pks["bob"]}
+            )
+        ]
+    cursors = [encode_cursor(n) for n in (1, 2**62, pks["bob"], *bob_rows)]
+    user_type = get_named_type(schema.get_type("User"))
+    assert isinstance(user_type, GraphQLObjectType)
+    for field_name, f in user_type.fields.items():
+        selection = _selection(f.type, 3, after="CURSOR")
+        if "CURSOR" not in selection and not {"first", "after"} <= set(f.args):
+            continue
+        for cursor in cursors:
+            args = f'(first: 100, after: "{cursor}")' if {"first", "after"} <= set(f.args) else ""
+            inner = selection.replace("CURSOR", cursor)
+            body = await api.gql(
+                "{ me { user { " + field_name + args + " " + inner + " } } }", token=token
+            )
+            assert set(error_codes(body)) <= {"FORBIDDEN", "BAD_USER_INPUT"}, body
+            text_of = str(body["data"])
+            assert "bob" not in text_of.lower(), (field_name, cursor, body)
+            assert user_id(pks["bob"]) not in text_of, (field_name, cursor, body)
+            assert all(u.get("id") == user_id(pks["alice"]) for u in _users_in(body["data"]))
+        if field_name == "events":
+            answers = []
+            for cursor in (encode_cursor(10**9), *(encode_cursor(n) for n in bob_rows)):
+                doc = '{ me { user { events(first: 5, after: "' + cursor + '") { totalCount } } } }'
+                answers.append(error_codes(await api.gql(doc, token=token)))
+            assert all(a == answers[0] for a in answers), answers
+
+    document = "{ me " + _selection(me_type, 4) + " }"
     body = await api.gql(document, token=token)
     # a sub-field may need a scope shoppers lack (FORBIDDEN); nothing else may go wrong
     assert set(error_codes(body)) <= {"FORBIDDEN"}, body
