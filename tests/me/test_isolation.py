@@ -548,3 +548,39 @@ async def test_everything_under_me_is_the_shoppers_own(api: Api) -> None:
     text_of = str(me)
     assert "bob" not in text_of.lower(), text_of
     assert user_id(pks["bob"]) not in text_of
+
+
+async def test_rest_routes_refuse_shopper_tokens(api: Api) -> None:
+    """Outside GraphQL: a shopper token neither downloads another shopper's data export nor its own
+    (exports go to the privacy:manage client that asked), nor manages tokens it did not mint."""
+    await seed_victim(api)
+    admin = await api.token("privacy:manage")
+    made = await api.gql(
+        'mutation { requestDataExport(input: {userExternalId: "bob"}) { dataExport { id } } }',
+        token=admin,
+    )
+    export_id = made["data"]["requestDataExport"]["dataExport"]["id"]
+    await api.app.state.services.queue.drain()  # the export job
+    ok = await api.client.get(
+        f"/privacy/exports/{export_id}", headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert ok.status_code == 200
+    for who in ("bob", "alice"):
+        token = await shopper_token(api, who)
+        response = await api.client.get(
+            f"/privacy/exports/{export_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code in (401, 403, 404), response.text
+        assert b"bob" not in response.content
+    # a shopper token is not client authentication at the OAuth endpoints
+    token = await shopper_token(api, "alice")
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        response = await api.client.post(
+            path,
+            data={"grant_type": "client_credentials", "token": admin},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 401, (path, response.text)
+    assert "errors" not in await api.gql(
+        "{ privacyRequests(first: 1) { totalCount } }", token=admin
+    )
