@@ -189,8 +189,31 @@ class _Item:
     rating: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """What every item of one call is checked against (computed once per call)."""
+
+    now: datetime
+    earliest: datetime
+    latest: datetime
+    max_age_days: int
+    max_property_bytes: int
+    source: str
+
+    @classmethod
+    def of(cls, settings: Settings, now: datetime, source: str) -> _Window:
+        return cls(
+            now=now,
+            earliest=now - timedelta(days=settings.event_max_age_days),
+            latest=now + timedelta(seconds=settings.event_max_future_seconds),
+            max_age_days=settings.event_max_age_days,
+            max_property_bytes=settings.event_properties_max_bytes,
+            source=source,
+        )
+
+
 def _clean(
-    index: int, item: Mapping[str, Any], settings: Settings, now: datetime, source: str
+    index: int, item: Mapping[str, Any], window: _Window
 ) -> tuple[_Item | None, list[FieldError]]:
     """Check one item on its own; returns it (or None) and its errors."""
     errors: list[FieldError] = []
@@ -198,13 +221,12 @@ def _clean(
     def bad(code: str, message: str, name: str) -> None:
         errors.append(FieldError(code, message, ("events", str(index), FIELDS[name]), index))
 
-    for name in item:
-        if name not in FIELDS:
-            errors.append(
-                FieldError(
-                    "UNKNOWN_FIELD", f"unknown field {name}", ("events", str(index), name), index
-                )
+    for name in sorted(item.keys() - FIELDS.keys()):
+        errors.append(
+            FieldError(
+                "UNKNOWN_FIELD", f"unknown field {name}", ("events", str(index), name), index
             )
+        )
     get = item.get
     row: dict[str, Any] = {
         "client_event_id": None,
@@ -219,9 +241,9 @@ def _clean(
         "campaign_id": None,
         "message_id": None,
         "order_id": None,
-        "source_client_id": source,
-        "occurred_at": now,
-        "received_at": now,
+        "source_client_id": window.source,
+        "occurred_at": window.now,
+        "received_at": window.now,
     }
     user_id = user_ext = product_ext = rating = query = None
     try:
@@ -270,7 +292,7 @@ def _clean(
     raw_props = get("properties")
     if raw_props is not None:
         try:
-            row["properties"] = _properties(raw_props, settings.event_properties_max_bytes)
+            row["properties"] = _properties(raw_props, window.max_property_bytes)
         except _Bad as exc:
             bad(exc.code, str(exc), exc.name)
     value, currency = get("value"), get("currency")
@@ -324,13 +346,11 @@ def _clean(
         except _Bad as exc:
             bad(exc.code, str(exc), exc.name)
         else:
-            if at > now + timedelta(seconds=settings.event_max_future_seconds):
+            if at > window.latest:
                 bad("TOO_NEW", "occurredAt is too far in the future", "occurred_at")
-            elif at < now - timedelta(days=settings.event_max_age_days):
+            elif at < window.earliest:
                 bad(
-                    "TOO_OLD",
-                    f"occurredAt is older than {settings.event_max_age_days} days",
-                    "occurred_at",
+                    "TOO_OLD", f"occurredAt is older than {window.max_age_days} days", "occurred_at"
                 )
             row["occurred_at"] = at
     # What each type needs.
@@ -481,8 +501,9 @@ async def track_events(
     source = actor.client_id[:64]
     shopper = actor.customer_id
     cleaned: list[_Item] = []
+    window = _Window.of(settings, now, source)
     for index, raw in enumerate(items):
-        one, errors = _clean(index, raw, settings, now, source)
+        one, errors = _clean(index, raw, window)
         if one is None:
             result.errors.extend(errors)
         else:
