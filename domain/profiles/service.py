@@ -137,11 +137,16 @@ def _weight_case(column: str) -> str:
     return f"CASE {column} {whens} ELSE 0 END"
 
 
+# Counted per (customer, hour) first, then pivoted: the hour is computed once per event.
+_HOUR_SUMS = ", ".join(f"SUM(CASE WHEN h.hour = {i} THEN h.n ELSE 0 END)" for i in range(24))
+_NO_HOURS = ", ".join("NULL" for _ in range(24))
+
+
 def _chunk_sql(dialect: str, chunk: str) -> str:
     """Everything a chunk needs from events and order lines, reading the chunk's events once.
 
-    Rows by ``kind``: ``seen`` (count, first and last event), ``hour`` (``k`` = local hour, ``n``
-    events), ``category`` (``k`` = category id, ``name`` = its path, ``n`` = score) and ``brand``
+    Rows by ``kind``: ``seen`` (count, first and last event, then 24 counts by local hour),
+    ``category`` (``k`` = category id, ``name`` = its path, ``n`` = score) and ``brand``
     (``k`` = brand, ``n`` = score); top TOP_N per customer, ``rn`` 1 for the best. ``ev`` and ``interest`` are
     referenced twice, so both databases materialise them once.
     """
@@ -181,20 +186,22 @@ brands AS (
     WHERE p.brand IS NOT NULL
     GROUP BY i.customer_id, p.brand HAVING SUM(i.w) > 0
 )
-SELECT customer_id, 'seen' AS kind, CAST(NULL AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS name,
-       COUNT(*) AS n, MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at, 0 AS rn
-FROM ev GROUP BY customer_id
-UNION ALL
-SELECT h.customer_id, 'hour', CAST(h.hour AS VARCHAR), NULL, COUNT(*), NULL, NULL, 0
+SELECT h.customer_id, 'seen' AS kind, CAST(NULL AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS name,
+       SUM(h.n) AS n, MIN(h.first_at) AS first_at, MAX(h.last_at) AS last_at, 0 AS rn,
+       {_HOUR_SUMS}
 FROM (
-    SELECT ev.customer_id, {_hour_expr(dialect)} AS hour
+    SELECT ev.customer_id, {_hour_expr(dialect)} AS hour, COUNT(*) AS n,
+           MIN(ev.occurred_at) AS first_at, MAX(ev.occurred_at) AS last_at
     FROM ev JOIN customer c ON c.id = ev.customer_id {zones}
-) h GROUP BY h.customer_id, h.hour
+    GROUP BY ev.customer_id, {_hour_expr(dialect)}
+) h GROUP BY h.customer_id
 UNION ALL
-SELECT t.customer_id, 'category', CAST(t.k AS VARCHAR), g.path, t.score, NULL, NULL, t.rn
+SELECT t.customer_id, 'category', CAST(t.k AS VARCHAR), g.path, t.score, NULL, NULL, t.rn,
+       {_NO_HOURS}
 FROM categories t JOIN category g ON g.id = t.k WHERE t.rn <= {TOP_N}
 UNION ALL
-SELECT customer_id, 'brand', k, NULL, score, NULL, NULL, rn FROM brands WHERE rn <= {TOP_N}
+SELECT customer_id, 'brand', k, NULL, score, NULL, NULL, rn, {_NO_HOURS}
+FROM brands WHERE rn <= {TOP_N}
 """
 
 
@@ -447,23 +454,17 @@ async def _chunk_rows(
     )
     await session.execute(stmt(lock.format(c=flt.format(c="customer_id"))), params)
 
-    seen: dict[int, Any] = {}
-    hours: dict[int, list[int]] = defaultdict(lambda: [0] * 24)
+    seen: dict[int, tuple[int, datetime, datetime, list[int]]] = {}
     categories: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     brands: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     sql = stmt(_chunk_sql(dialect, flt), "first_at", "last_at")
-    for r in await session.execute(sql, params):
-        if r.kind == "seen":
-            seen[r.customer_id] = r
-        elif r.kind == "hour":
-            if r.k is not None:
-                hours[r.customer_id][int(r.k)] += int(r.n)
-        elif r.kind == "category":
-            categories[r.customer_id].append(
-                (r.rn, {"id": int(r.k), "name": r.name, "score": int(r.n)})
-            )
+    for cid, kind, k, name, n, first_at, last_at, rn, *hours in await session.execute(sql, params):
+        if kind == "seen":
+            seen[cid] = (int(n), first_at, last_at, [int(h) for h in hours])
+        elif kind == "category":
+            categories[cid].append((rn, {"id": int(k), "name": name, "score": int(n)}))
         else:
-            brands[r.customer_id].append((r.rn, {"name": r.k, "score": int(r.n)}))
+            brands[cid].append((rn, {"name": k, "score": int(n)}))
 
     rows = []
     for cid in chunk:
@@ -473,9 +474,9 @@ async def _chunk_rows(
         recency = _days(now - b.last_at) if b else None
         row: dict[str, Any] = {
             "customer_id": cid,
-            "first_seen_at": s.first_at if s else None,
-            "last_seen_at": s.last_at if s else None,
-            "event_count": int(s.n) if s else 0,
+            "first_seen_at": s[1] if s else None,
+            "last_seen_at": s[2] if s else None,
+            "event_count": s[0] if s else 0,
             "orders_count": b.orders if b else 0,
             "revenue": b.revenue if b else Decimal(0),
             "currency": b.currency if b else None,
@@ -497,7 +498,7 @@ async def _chunk_rows(
             "spend_level": b.spend_level if b else "none",
             "top_categories": _ranked(categories.get(cid)),
             "top_brands": _ranked(brands.get(cid)),
-            "active_hours": hours[cid] if cid in hours else [0] * 24,
+            "active_hours": s[3] if s else [0] * 24,
             "computed_at": now,
             "updated_at": utcnow(),
         }
