@@ -109,22 +109,6 @@ class Settings(BaseSettings):
         True,
         description="Whether a shopper with no `analytics` consent record counts as consenting.",
     )
-    event_retention_days: int = Field(
-        395, ge=1, description="Raw events older than this are rolled up into daily aggregates."
-    )
-    event_max_age_days: int = Field(
-        395, ge=1, description="Events that occurred longer ago than this are rejected."
-    )
-    event_max_future_seconds: int = Field(
-        600, ge=0, description="Events stamped further ahead than this (clock skew) are rejected."
-    )
-    event_properties_max_bytes: int = Field(
-        4096, ge=64, description="Largest `properties` object of one event (compact JSON bytes)."
-    )
-    analytics_consent_default: bool = Field(
-        True,
-        description="Whether a shopper with no `analytics` consent record counts as consenting.",
-    )
     privacy_due_days: int = Field(
         30, ge=1, le=90, description="Days to answer a privacy request (GDPR: one month)."
     )
