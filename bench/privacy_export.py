@@ -1,4 +1,5 @@
-"""Data export of one shopper with many events: time, sizes and peak memory of ``build_export``.
+"""Data export of one shopper with many events: time, sizes and peak memory of ``build_export``;
+then the time to erase that shopper (every event anonymised in one unit of work).
 
 Seeds one customer with ``--events`` events (with properties) and ``--orders`` orders of two lines
 into a throw-away database, then builds the export as the job does. Reported: seconds, the JSON
@@ -159,7 +160,26 @@ async def measure(benv: common.BenchEnv, args: argparse.Namespace) -> tuple[dict
     await build(benv, customer_id, "traced")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    timed["erase"] = await erase(benv, customer_id)
     return timed, peak
+
+
+async def erase(benv: common.BenchEnv, customer_id: int) -> float:
+    """Seconds for ``eraseUser``'s unit of work on the same shopper (all events anonymised)."""
+    from domain.audit.service import SYSTEM
+    from domain.db import Database
+    from domain.privacy.erase import erase_user
+
+    db = Database(benv.settings())
+    try:
+        started = time.perf_counter()
+        async with db.unit_of_work() as session:
+            done = await erase_user(session, SYSTEM, customer_id, due_days=30)
+        seconds = time.perf_counter() - started
+        assert done.events > 0
+        return seconds
+    finally:
+        await db.dispose()
 
 
 def main(args: argparse.Namespace) -> None:
@@ -169,7 +189,16 @@ def main(args: argparse.Namespace) -> None:
     print(common.machine())
     print(
         common.table(
-            ["backend", "events", "orders", "seconds", "JSON MB", "gzip MB", "peak alloc MB"],
+            [
+                "backend",
+                "events",
+                "orders",
+                "export s",
+                "JSON MB",
+                "gzip MB",
+                "peak alloc MB",
+                "erase s",
+            ],
             [
                 [
                     args.database,
@@ -179,6 +208,7 @@ def main(args: argparse.Namespace) -> None:
                     round(timed["json"] / mb, 1),
                     round(timed["gzip"] / mb, 1),
                     round(peak / mb, 1),
+                    round(timed["erase"], 2),
                 ]
             ],
         )

@@ -19,6 +19,6 @@ def test_privacy_export_bench_quick() -> None:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^sqlite +2000 +10 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$", proc.stdout, re.M), (
-        proc.stdout
-    )
+    assert re.search(
+        r"^sqlite +2000 +10 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$", proc.stdout, re.M
+    ), proc.stdout
