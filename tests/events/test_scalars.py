@@ -3,6 +3,8 @@ result, and refuses what it refuses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from dateutil.parser import isoparse
 
@@ -51,7 +53,7 @@ def test_strawberry_and_fast_path_conversions_agree() -> None:
     from api.ids import encode_id
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    full = {
+    full: dict[str, Any] = {
         "clientEventId": "e-1",
         "type": "purchase",
         "userId": encode_id("User", 7),
@@ -76,7 +78,10 @@ def test_strawberry_and_fast_path_conversions_agree() -> None:
         EventInput(**{snake.get(k, k): v for k, v in full.items()}),  # type: ignore[arg-type]
         EventInput(client_event_id="e-2", type="share", user_external_id="c-1"),
     ]
-    dicts = [full, {"clientEventId": "e-2", "type": "share", "userExternalId": "c-1"}]
+    dicts: list[dict[str, Any]] = [
+        full,
+        {"clientEventId": "e-2", "type": "share", "userExternalId": "c-1"},
+    ]
     assert items_of(objects) == items_of_coerced(dicts)
     assert items_of_coerced(dicts)[0] == {
         "client_event_id": "e-1",
