@@ -13,7 +13,7 @@ from api.auth.permissions import Forbidden, RequireScopes, Unauthenticated
 from api.errors import error_type, to_errors
 from api.ids import BadId, decode_id
 from api.inputs import provided
-from api.orders.types import Order
+from api.orders.types import Order, OrderStatus
 from domain.errors import DomainError
 from domain.orders import service
 
@@ -92,9 +92,8 @@ class OrderInput:
     anonymous_id: str | None = strawberry.field(
         default=strawberry.UNSET, description="A guest shopper's device or browser id."
     )
-    status: str | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="placed (default), paid, fulfilled, partially_refunded, refunded, cancelled.",
+    status: OrderStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="PLACED when omitted."
     )
     currency: str = strawberry.field(description="ISO 4217.")
     lines: list[OrderLineInput] = strawberry.field(description="1 to 500 lines.")
@@ -177,6 +176,8 @@ class CancelOrderPayload:
 def _item(order: OrderInput) -> dict[str, Any]:
     item = provided(order)
     item["lines"] = [provided(line) for line in order.lines]
+    if isinstance(item.get("status"), OrderStatus):
+        item["status"] = item["status"].value
     user_id = item.get("user_id")
     if user_id is not None:
         try:

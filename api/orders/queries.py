@@ -11,10 +11,9 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes
 from api.ids import BadId, decode_id
 from api.orders.loaders import order_loader
-from api.orders.types import Order
+from api.orders.types import Order, OrderStatus
 from api.relay import Connection, check_first, connection, parse_after
 from domain.orders import repository
-from domain.orders.models import ORDER_STATUSES
 from domain.orders.models import Order as OrderRow
 
 
@@ -32,10 +31,7 @@ def order_pk(id: str) -> int:
 @strawberry.input(description="Filters on orders; all given filters must match.")
 class OrderFilter:
     user_id: strawberry.ID | None = None
-    status: str | None = strawberry.field(
-        default=None,
-        description="placed, paid, fulfilled, partially_refunded, refunded, cancelled.",
-    )
+    status: OrderStatus | None = None
     since: datetime | None = strawberry.field(default=None, description="placedAt, inclusive.")
     until: datetime | None = strawberry.field(default=None, description="placedAt, exclusive.")
 
@@ -49,14 +45,15 @@ def _filter(flt: OrderFilter | None) -> repository.OrderFilter:
             customer_id = decode_id(flt.user_id, "User")[1]
         except BadId as exc:
             raise bad_input(str(exc)) from exc
-    if flt.status is not None and flt.status not in ORDER_STATUSES:
-        raise bad_input(f"status must be one of {', '.join(ORDER_STATUSES)}")
     for name in ("since", "until"):
         value = getattr(flt, name)
         if value is not None and value.tzinfo is None:
             raise bad_input(f"{name} needs a time zone offset")
     return repository.OrderFilter(
-        customer_id=customer_id, status=flt.status, since=flt.since, until=flt.until
+        customer_id=customer_id,
+        status=None if flt.status is None else flt.status.value,
+        since=flt.since,
+        until=flt.until,
     )
 
 

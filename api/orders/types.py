@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -88,13 +89,20 @@ def _money(root: OrderRow, amount: Decimal) -> Money:
     return Money.of(amount, root.currency)
 
 
+@strawberry.enum(description="Where an order stands. Refund states follow refundedTotal.")
+class OrderStatus(Enum):
+    PLACED = "placed"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+
 @strawberry.type(description="A purchase: lines, totals, currency, coupon; the source of revenue.")
 class Order(Node):
     external_id: str = strawberry.field(description="The store's own order id.")
     anonymous_id: str | None = strawberry.field(description="Set for guest orders.")
-    status: str = strawberry.field(
-        description="placed, paid, fulfilled, partially_refunded, refunded or cancelled."
-    )
     currency: str = strawberry.field(description="ISO 4217 code.")
     coupon_code: str | None
     channel: str | None
@@ -107,6 +115,11 @@ class Order(Node):
     @staticmethod
     def id(root: OrderRow) -> strawberry.ID:
         return strawberry.ID(encode_id("Order", root.id or 0))
+
+    @strawberry.field
+    @staticmethod
+    def status(root: OrderRow) -> OrderStatus:
+        return OrderStatus(root.status)
 
     @strawberry.field(description="Sum of the line totals.")
     @staticmethod

@@ -54,7 +54,7 @@ async def test_node_finds_an_order_with_users_read(api: Api) -> None:
         f'{{ node(id: "{node_id}") {{ ... on Order {{ externalId status }} }} }}',
         scopes="users:read",
     )
-    assert body["data"]["node"] == {"externalId": "o-1", "status": "placed"}
+    assert body["data"]["node"] == {"externalId": "o-1", "status": "PLACED"}
     missing = await api.gql(
         f'{{ node(id: "{encode_id("Order", 999)}") {{ id }} }}', scopes="users:read"
     )
@@ -139,7 +139,7 @@ async def test_status_resend_waits_for_a_refund_in_flight(api: Api, backend: str
         await service.refund_order(session, SYSTEM, external_id="o-1", amount="12.50")
         # when a re-send with a new status arrives meanwhile
         resend = asyncio.create_task(
-            api.gql(RECORD, {"orders": [order("o-1", status="paid")]}, token=token)
+            api.gql(RECORD, {"orders": [order("o-1", status="PAID")]}, token=token)
         )
         await asyncio.sleep(0.5)  # time for the re-send to reach the order (not asserted)
     body = await resend
