@@ -2,8 +2,8 @@
 categories and brands, active hours, first and last seen, for every customer (or a given few).
 
 Set-based SQL on SQLite and PostgreSQL: one pass over orders with window functions ranks every
-buyer; then customers are taken in chunks of ids, each chunk read with a few GROUP BY statements
-over its events and order lines and upserted in one statement. The rules and formulas are in
+buyer; then customers are taken in chunks of ids, each chunk read with one statement (its events
+read once, plus its order lines) and upserted with one more. The rules and formulas are in
 docs/profiles.md; the constants below are the ones it names.
 """
 
@@ -432,7 +432,7 @@ async def _chunk_rows(
         s = text(sql)
         if not contiguous:
             s = s.bindparams(bindparam("ids", expanding=True))
-        if "now" in sql:
+        if ":now" in sql:
             s = s.bindparams(bindparam("now", type_=UTCDateTime()))
             params["now"] = now
         return s.columns(**{d: UTCDateTime() for d in dates}) if dates else s
