@@ -52,6 +52,10 @@ def _filter(flt: AuditLogFilter | None) -> service.AuditFilter:
         value = getattr(flt, name)
         if value is not None and value.tzinfo is None:
             raise bad_input(f"{name} needs a time zone offset")
+    for name in ("client_id", "action", "resource_type", "resource_id", "request_id"):
+        value = getattr(flt, name)
+        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise bad_input(f"{name} contains a NUL character")
     return service.AuditFilter(
         client_id=flt.client_id,
         action=flt.action,

@@ -58,6 +58,11 @@ def _check_item(index: int, item: Mapping[str, Any]) -> tuple[dict[str, Any], li
         if not isinstance(raw, str) or not raw.strip():
             errors.append(FieldError("REQUIRED", f"{path[-1]} is required", path, index))
             continue
+        if "\x00" in raw:  # PostgreSQL text cannot hold NUL
+            errors.append(
+                FieldError("INVALID", f"{path[-1]} contains a NUL character", path, index)
+            )
+            continue
         values[name] = v.check(
             errors, index, path, v.text, raw, field_name=path[-1], max_length=64, required=True
         )

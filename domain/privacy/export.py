@@ -379,7 +379,7 @@ async def for_client(
 ) -> DataExport | None:
     """The export if ``client_id`` requested it (anyone else sees nothing). The gzip bytes are
     loaded only with ``content=True`` (status queries do not need megabytes)."""
-    if len(export_id) > 64:
+    if len(export_id) > 64 or "\x00" in export_id:  # no such id; PostgreSQL cannot compare NUL
         return None
     column: Any = DataExport.content_gzip  # an InstrumentedAttribute at run time
     options = [] if content else [defer(column)]

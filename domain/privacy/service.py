@@ -46,6 +46,8 @@ async def create_request(
 ) -> PrivacyRequest:
     if type not in REQUEST_TYPES:
         raise DomainError.one("INVALID", f"type must be one of {', '.join(REQUEST_TYPES)}", "type")
+    if "\x00" in details:  # PostgreSQL text cannot hold NUL
+        raise DomainError.one("INVALID", "details contains a NUL character", "input", "details")
     if len(details) > MAX_DETAILS:
         raise DomainError.one(
             "TOO_LONG", f"details is longer than {MAX_DETAILS} characters", "input", "details"
@@ -94,6 +96,10 @@ async def update_request(
             f"{request.status} -> {status} is not allowed; allowed: {allowed}",
             "input",
             "status",
+        )
+    if resolution is not None and "\x00" in resolution:
+        raise DomainError.one(
+            "INVALID", "resolution contains a NUL character", "input", "resolution"
         )
     if resolution is not None and len(resolution) > MAX_RESOLUTION:
         raise DomainError.one(
