@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     predicted = {b.customer_id: fit.predictions[b.customer_id] for b in buyers}
     naive = {b.customer_id: (b.frequency + 1) / max(b.age, 0.1) * horizon for b in buyers}
 
-    def mae(pred: dict[int, float], truth: dict[int, float]) -> float:
+    def mae(pred: Mapping[int, float], truth: Mapping[int, float]) -> float:
         return statistics.fmean(abs(pred[k] - truth[k]) for k in truth)
 
     print(
