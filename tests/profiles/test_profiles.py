@@ -630,3 +630,14 @@ async def test_events_ingested_during_a_recompute_are_counted_once(
     assert {cid: rows[cid].last_seen_at for cid in counted} == {
         cid: at.replace(tzinfo=UTC) if at.tzinfo is None else at for cid, at in last.items()
     }
+
+
+async def test_an_unknown_time_zone_counts_hours_in_utc(db: Database, settings: Settings) -> None:
+    ids = await seed(db)
+    async with db.unit_of_work() as s:
+        a = await s.get(Customer, ids["a"])
+        assert a is not None
+        a.timezone = "Mars/Olympus_Mons"  # older rows may hold names no validation would pass
+    await service.recompute(db, no_clv(settings), now=NOW)
+    hours = (await profiles(db, ids))["a"].active_hours
+    assert {h: n for h, n in enumerate(hours) if n} == {7: 3, 10: 1}
