@@ -247,9 +247,13 @@ async def _create_missing(
     run: _Run, session: AsyncSession, units: list[tuple[OrderUnit, list[Item]]]
 ) -> None:
     """Customers and products of a batch that do not exist yet, through their services."""
+    from domain.audit import service as audit
     from domain.catalog.service import upsert_products
+    from domain.imports.service import audit_upserts, import_actor
     from domain.keys import build_keys
     from domain.users.service import upsert_users
+
+    actor = import_actor(run.task_id)
 
     customers: dict[str, str | None] = {}
     products: dict[str, Item] = {}
@@ -273,7 +277,9 @@ async def _create_missing(
         keys = run.cache.get("keys") or build_keys(run.db.settings)
         run.cache["keys"] = keys  # building keys loads the RSA signing keys: once per import
         for start in range(0, len(new), 100):
-            await upsert_users(session, keys, new[start : start + 100])
+            part = new[start : start + 100]
+            rows = await upsert_users(session, keys, part)
+            await audit.record_many(session, audit_upserts(actor, "users", rows, part))
         run.add("customers_created", len(new))
     if products:
         known = set(
@@ -292,7 +298,9 @@ async def _create_missing(
             if code not in known
         ]
         for start in range(0, len(fresh), 100):
-            await upsert_products(session, fresh[start : start + 100])
+            part = fresh[start : start + 100]
+            made = await upsert_products(session, part)
+            await audit.record_many(session, audit_upserts(actor, "products", made, part))
         run.add("products_created", len(fresh))
 
 

@@ -469,7 +469,10 @@ def _jsonl_rows(kind: str, fh: io.BufferedReader) -> Iterator[Row]:
 Upsert = Callable[[AsyncSession, Sequence[Mapping[str, Any]]], Awaitable[Any]]
 
 
-def _upsert_for(kind: str, db: Database) -> Upsert:
+def _upsert_for(kind: str, db: Database, actor: Actor) -> Upsert:
+    """The service upsert for users or products, each written row audited as the API does."""
+    from domain.audit import service as audit
+
     if kind == "users":
         from domain.keys import build_keys
         from domain.users.service import upsert_users
@@ -477,12 +480,32 @@ def _upsert_for(kind: str, db: Database) -> Upsert:
         keys = build_keys(db.settings)
 
         async def users(session: AsyncSession, items: Sequence[Mapping[str, Any]]) -> Any:
-            return await upsert_users(session, keys, items)
+            rows = await upsert_users(session, keys, items)
+            await audit.record_many(session, audit_upserts(actor, "users", rows, items))
+            return rows
 
         return users
     from domain.catalog.service import upsert_products
 
-    return upsert_products
+    async def products(session: AsyncSession, items: Sequence[Mapping[str, Any]]) -> Any:
+        rows = await upsert_products(session, items)
+        await audit.record_many(session, audit_upserts(actor, "products", rows, items))
+        return rows
+
+    return products
+
+
+def audit_upserts(
+    actor: Actor, kind: str, rows: Sequence[Any], items: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """``user.upsert`` / ``product.upsert`` entries naming the fields written (never values)."""
+    from domain.audit import service as audit
+
+    action, resource = ("user.upsert", "User") if kind == "users" else ("product.upsert", "Product")
+    return [
+        audit.entry(actor, action, resource, row.id, fields=[k for k in item if k != "external_id"])
+        for row, item in zip(rows, items, strict=True)
+    ]
 
 
 @dataclass
@@ -597,7 +620,7 @@ async def run_import(
         if kind in ("orders", "events"):
             await _read_stream(run, path, fmt, params.get("sha256"), total, progress)
         else:
-            run.upsert = _upsert_for(kind, db)
+            run.upsert = _upsert_for(kind, db, import_actor(task_id))
             await _read_all(run, path, fmt, params.get("sha256"), total, progress)
     except ImportError_ as exc:
         await _set(db, task_id, status="failed", error=str(exc), finished_at=utcnow())

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -250,11 +249,6 @@ async def test_export_purge_job_records_an_entry(api: Api) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="users and products imports (domain/imports/service.py) write without audit entries; "
-    "events and orders imports do record them",
-)
 async def test_user_and_product_imports_record_entries(api: Api, tmp_path: Path) -> None:
     before = await last_id(api)
     await run_import(api, tmp_path, "users", "external_id,email\ni-1,i1@example.com\n")

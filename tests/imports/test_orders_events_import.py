@@ -350,6 +350,17 @@ async def test_online_retail_slice_is_imported_faithfully(db: Database, tmp_path
         "GBP",
     )
 
+    # every write is audited: created users and products, recorded orders, applied refunds
+    actions = dict(
+        await query(db, "SELECT action, COUNT(*) FROM audit_entry GROUP BY action ORDER BY action")
+    )
+    assert actions == {
+        "orders.record": len(invoices),
+        "orders.refund": 1,
+        "product.upsert": result["products_created"],
+        "user.upsert": result["customers_created"],
+    }
+
     # when an overlapping slice is imported, nothing is stored twice and no return is re-applied
     smaller, _ = retail_slice(990)
     overlap = tmp_path / "retail-990.csv"
