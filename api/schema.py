@@ -7,8 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, StringValueNode, Visitor, visit
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
@@ -80,6 +81,39 @@ def mask_unexpected(result: Any) -> None:
         ]
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def has_nul(ctx: Any) -> bool:
+    """Whether a variable or a string literal holds a NUL character: PostgreSQL text and JSONB
+    cannot store one, so it is refused before anything runs (one C call over the variables; the
+    document is walked only if it contains an escape at all)."""
+    if ctx.variables:
+        dumped = orjson.dumps(ctx.variables, default=str, option=orjson.OPT_NON_STR_KEYS)
+        # the bytes also match the text "\\u0000" (a backslash sent as such): then look closer
+        if b"\\u0000" in dumped and _holds_nul(ctx.variables):
+            return True
+    query = ctx.query or ""
+    if "\\u" not in query:
+        return False
+    found = False
+
+    class Finder(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            nonlocal found
+            found = found or "\x00" in node.value
+
+    visit(ctx.graphql_document, Finder())
+    return found
+
+
 class RequestPipeline(SchemaExtension):
     """Everything done per request, in one extension with one hook: Strawberry builds context
     managers for every hook of every extension on every request, which costs more than the work
@@ -97,6 +131,13 @@ class RequestPipeline(SchemaExtension):
     async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
         ctx = self.execution_context
         self.limits.prepare(ctx)
+        if ctx.graphql_document is not None and not ctx.pre_execution_errors and has_nul(ctx):
+            ctx.pre_execution_errors = [
+                GraphQLError(
+                    "strings must not contain NUL characters",
+                    extensions={"code": "BAD_USER_INPUT"},
+                )
+            ]
         ok = False
         try:
             yield
