@@ -8,7 +8,6 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes
 from api.consents.types import (
     ConsentInput,
-    ConsentRecord,
     SetConsentsError,
     SetConsentsErrorCode,
     SetConsentsPayload,
@@ -51,6 +50,3 @@ class ConsentMutations:
             state=UserConsents(customer_id=customer_id),
             errors=[],
         )
-
-
-__all__ = ["ConsentMutations", "ConsentRecord"]
