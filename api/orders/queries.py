@@ -82,6 +82,8 @@ class OrderQueries:
     ) -> Order | None:
         if (id is None) == (external_id is None):
             raise bad_input("give exactly one of `id` and `externalId`")
+        if external_id is not None and "\x00" in external_id:  # PostgreSQL text cannot hold NUL
+            return None
         if id is not None:
             found: OrderRow | None = await info.context.loader("order", order_loader).load(
                 order_pk(id)

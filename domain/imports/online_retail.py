@@ -85,6 +85,7 @@ COUNTRIES = {
     "Unspecified": None,
 }
 CENT = Decimal("0.01")
+MAX_PRICE = Decimal("9999999999.99")
 RETURN_CHUNK = 50
 REASON = "online-retail return {invoice}"
 
@@ -168,17 +169,28 @@ def _parse(run: _Run, path: Path) -> Parsed:
             if not amount.is_finite():
                 run.reject(line, [("UnitPrice is not a number", "unit_price")])
                 continue
-            try:
-                v.external_id(code)
-                v.external_id(invoice.strip())
-            except v.Invalid as exc:
-                run.reject(line, [(str(exc), "product_external_id")])
+            checks = [(code, "product_external_id"), (invoice.strip(), "external_id")]
+            if _customer(customer) is not None:
+                checks.append((str(_customer(customer)), "user_external_id"))
+            problem = None
+            for value, name in checks:
+                try:
+                    v.external_id(value)
+                except v.Invalid as exc:
+                    problem = (str(exc), name)
+                    break
+            if problem is None and abs(amount) > MAX_PRICE:
+                problem = (f"UnitPrice is above {MAX_PRICE:,}", "unit_price")
+            if problem is not None:
+                # Checked per row here, since one bad customer or product would otherwise fail
+                # the creation step of a whole batch of orders.
+                run.reject(line, [problem])
                 continue
             item = Item(
                 line=line,
                 invoice=invoice.strip(),
                 code=code,
-                description=description.strip(),
+                description=description.replace("\x00", "").strip(),
                 quantity=qty,
                 price=amount,
                 at=at.replace(tzinfo=LONDON) if at.tzinfo is None else at,

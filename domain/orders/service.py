@@ -171,6 +171,8 @@ def _currency(value: Any) -> str:
 def _text(value: Any, name: str, max_length: int) -> str | None:
     if not isinstance(value, str):
         raise v.Invalid("INVALID", f"{name} must be a string")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise v.Invalid("INVALID", f"{name} contains a NUL character")
     return v.text(value, field_name=name, max_length=max_length) or None
 
 
@@ -897,6 +899,8 @@ async def find_for_update(
         raise DomainError.one(
             "INVALID", "give exactly one of orderId and externalId", "input", "orderId"
         )
+    if external_id is not None and "\x00" in external_id:  # PostgreSQL text cannot hold NUL
+        raise DomainError.one("ORDER_NOT_FOUND", "no such order", "input", "externalId")
     stmt = select(Order).with_for_update()
     if order_id is not None:
         stmt = stmt.where(col(Order.id) == order_id)

@@ -374,3 +374,32 @@ async def test_online_retail_slice_is_imported_faithfully(db: Database, tmp_path
         await query(db, "SELECT external_id, status, refunded_total FROM orders ORDER BY 1")
         == before
     )
+
+
+async def test_online_retail_bad_rows_do_not_fail_their_batch(db: Database, tmp_path: Path) -> None:
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    path = tmp_path / "retail.csv"
+    path.write_text(
+        header
+        + "536365,85123A,WHITE HANGING HEART,6,2010-12-01T08:26:00,2.55,17850,United Kingdom\n"
+        + "536366,22633,HAND WARMER,6,2010-12-01T08:28:00,1.85,bad id!,United Kingdom\n"
+        + "536367,84879,BIRD ORNAMENT,32,2010-12-01T08:34:00,99999999999.00,13047,United Kingdom\n"
+        + "536368,22960,JAM MAKING SET,6,2010-12-01T08:34:00,-4.25,13047,United Kingdom\n"
+        + "536369,21756,BATH BUILDING BLOCK,3,not a date,5.95,13047,United Kingdom\n"
+        + "536370,22728,ALARM CLOCK\u0000,24,2010-12-01T08:45:00,3.75,12583,France\n"
+    )
+    result = await run(db, path, fmt="online-retail")
+    assert (result["accepted"], result["rejected"]) == (2, 4)
+    assert where(result) == [
+        (3, "user_external_id"),
+        (4, "unit_price"),
+        (5, "unit_price"),
+        (6, None),
+    ]
+    assert await query(db, "SELECT external_id FROM orders ORDER BY 1") == [
+        ("536365",),
+        ("536370",),
+    ]
+    assert await query(db, "SELECT title FROM product WHERE external_id = '22728'") == [
+        ("ALARM CLOCK",)
+    ]

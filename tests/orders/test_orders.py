@@ -7,9 +7,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
+from domain.audit.service import SYSTEM
+from domain.errors import DomainError
+from domain.orders import service
 from tests.conftest import Api, count_rows, error_codes
 from tests.me.helpers import shopper_token
-from tests.orders.helpers import W, order, record, rows, seed, snapshot
+from tests.orders.helpers import RECORD, W, order, record, rows, seed, snapshot
 
 REFUND = """
 mutation($input: RefundOrderInput!) {
@@ -497,3 +502,53 @@ async def test_limits_and_bad_arguments(api: Api) -> None:
         'mutation { cancelOrder(input: {orderId: "nope"}) { errors { code } } }', scopes=W
     )
     assert bad_id["data"]["cancelOrder"]["errors"] == [{"code": "INVALID"}]
+
+
+async def test_nul_characters_are_refused_not_database_failures(api: Api) -> None:
+    # through the API a NUL anywhere in the request is refused before any resolver runs
+    await seed(api)
+    body = await api.gql(RECORD, {"orders": [order("o-1", couponCode="A\u0000B")]}, scopes=W)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    for query in (
+        'query { order(externalId: "o\\u0000") { id } }',
+        'mutation { refundOrder(input: {externalId: "o\\u0000"}) { errors { code } } }',
+    ):
+        refused = await api.gql(query, scopes=W + " users:read")
+        assert error_codes(refused) == ["BAD_USER_INPUT"], refused  # also in literals
+    # and the service (imports call it directly) reports them as typed errors per order
+    bad_title = service_order("o-2")
+    bad_title["lines"][0]["title"] = "Mu\u0000g"
+    async with api.db.unit_of_work() as session:
+        result = await service.record_orders(
+            session,
+            SYSTEM,
+            [
+                service_order("o-1", coupon_code="A\u0000B"),
+                bad_title,
+                service_order("o-3", anonymous_id="x\u0000"),
+            ],
+            api.db.settings,
+        )
+        with pytest.raises(DomainError) as refused_refund:
+            await service.refund_order(session, SYSTEM, external_id="o\u0000")
+    assert [(e.index, e.code, e.field[-1]) for e in result.errors] == [
+        (0, "INVALID", "couponCode"),
+        (1, "INVALID", "title"),
+        (2, "INVALID", "anonymousId"),
+    ]
+    assert [e.code for e in refused_refund.value.errors] == ["ORDER_NOT_FOUND"]
+    assert await count_rows(api.db, "orders") == 0
+
+
+def service_order(external_id: str, **extra: Any) -> dict[str, Any]:
+    """An order as the service takes it (snake_case keys)."""
+    return {
+        "external_id": external_id,
+        "user_external_id": "u-1",
+        "currency": "EUR",
+        "lines": [
+            {"product_external_id": "p-1", "title": "Mug", "quantity": 2, "unit_price": "12.50"}
+        ],
+        "placed_at": "2026-11-02T10:15:00+01:00",
+        **extra,
+    }
