@@ -205,6 +205,16 @@ FROM brands WHERE rn <= {TOP_N}
 """
 
 
+_MISSING_PROFILES_SQL = """
+INSERT INTO customer_profile (customer_id, event_count, orders_count, revenue, rfm_frequency,
+    rfm_monetary, lifecycle_stage, clv_historical, spend_level, top_categories, top_brands,
+    active_hours, updated_at)
+SELECT id, 0, 0, 0, 0, 0, 'new', 0, 'none', '[]', '[]', '[]', :touched
+FROM customer WHERE {c} ORDER BY id
+ON CONFLICT (customer_id) DO NOTHING
+"""
+
+
 def _chunk_filter(ids: Sequence[int] | None) -> str:
     return "{c} IN :ids" if ids is not None else "{c} BETWEEN :lo AND :hi"
 
@@ -452,15 +462,20 @@ async def _chunk_rows(
         await _register_sqlite_functions(session)
     else:
         await _batch_settings(session)
-    # Take the chunk's profile rows first (SQLite: the write lock), so an ingestion batch that
-    # commits while this chunk is read adds its events on top of the count written here, never
-    # under it (domain/profiles/live.py moves these columns forward between recomputes).
-    lock = (
-        "SELECT customer_id FROM customer_profile WHERE {c} ORDER BY customer_id FOR UPDATE"
-        if dialect == "postgresql"
-        else "UPDATE customer_profile SET event_count = event_count WHERE {c}"
+    # Take the chunk's profile rows first, so an ingestion batch that commits while this chunk is
+    # read adds its events on top of the count written here, never under it (live.py moves these
+    # columns forward between recomputes): insert the missing rows (SQLite: this takes the write
+    # lock; PostgreSQL: a batch inserting the same row waits for this transaction), then lock the
+    # rest in id order (the order live.py locks them in).
+    await session.execute(
+        stmt(_MISSING_PROFILES_SQL.format(c=flt.format(c="id"))).bindparams(
+            bindparam("touched", type_=UTCDateTime())
+        ),
+        {**params, "touched": utcnow()},
     )
-    await session.execute(stmt(lock.format(c=flt.format(c="customer_id"))), params)
+    if dialect == "postgresql":
+        lock = "SELECT customer_id FROM customer_profile WHERE {c} ORDER BY customer_id FOR UPDATE"
+        await session.execute(stmt(lock.format(c=flt.format(c="customer_id"))), params)
 
     seen: dict[int, tuple[int, datetime, datetime, list[int]]] = {}
     categories: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)

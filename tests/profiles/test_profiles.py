@@ -575,8 +575,8 @@ async def test_events_ingested_during_a_recompute_are_counted_once(
     db: Database, settings: Settings
 ) -> None:
     """Ingestion batches (events plus the live +n, one unit of work each, as trackEvents does)
-    run while the recompute works through its chunks; afterwards every profile's event count and
-    last seen agree with the event table."""
+    run while the recompute works through its chunks, for customers with and without a profile
+    row; afterwards every profile's event count and last seen agree with the event table."""
     import asyncio
     import random
 
@@ -587,7 +587,8 @@ async def test_events_ingested_during_a_recompute_are_counted_once(
         s.add_all(customers)
     ids = [c.id or 0 for c in customers]
     small = no_clv(settings, profile_chunk_size=100)
-    await service.recompute(db, small, now=NOW)  # every customer has a profile row
+    async with db.unit_of_work() as s:  # half of them have a profile row already
+        await live.record_seen(s, {cid: live.Seen(NOW, NOW, 0) for cid in ids[::2]})
     rng = random.Random(7)
 
     async def ingest(batch: int) -> None:
