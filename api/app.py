@@ -30,6 +30,7 @@ from api.privacy.download import download_export
 from api.schema import build_schema
 from domain.db import Database
 from domain.keys import Keys, build_keys
+from domain.profiles.live import TouchBuffer
 from domain.settings import Settings, get_settings
 from jobs.queue import ArqQueue, InProcessQueue, Queue, make_queue
 from jobs.schedule import InProcessScheduler
@@ -64,6 +65,8 @@ class Services:
     auth: PrecisAuthorizationServer
     queue: Queue
     persisted: PersistedQueries
+    # Write-behind of the profile counters (None: written in each request's unit of work).
+    touch: TouchBuffer | None = None
 
 
 class PrecisGraphQL(GraphQL[Context, None]):
@@ -187,7 +190,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         queue = await make_queue(settings, db)
         redis = queue.pool if isinstance(queue, ArqQueue) else None
         persisted = PersistedQueries(redis, settings.queue_name)
-        services = Services(settings, db, keys, verifier, auth, queue, persisted)
+        touch = None
+        if settings.profile_touch_flush_ms > 0:
+            touch = TouchBuffer(db, settings.profile_touch_flush_ms)
+            touch.start()
+        services = Services(settings, db, keys, verifier, auth, queue, persisted, touch)
         graphql.services = services
         app.state.services = services
         scheduler = None
@@ -201,6 +208,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if scheduler is not None:
                 await scheduler.stop()
+            if touch is not None:
+                await touch.stop()  # the last tallies, before the pool closes
             await queue.close()
             await db.dispose()
 

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     profile_chunk_size: int = Field(
         5000, ge=100, le=100_000, description="Customers per recompute chunk."
     )
+    profile_touch_flush_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="The API writes the profile counters of ingested events (first/last seen, "
+        "event count) behind, coalesced per customer, every this many ms; 0: in each request.",
+    )
     event_retention_days: int = Field(
         395, ge=1, description="Raw events older than this are rolled up into daily aggregates."
     )

@@ -129,6 +129,9 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
         redis_url=None,
         auth_cache_seconds=0,
         scheduler="off",
+        # Profile counters written in each request (tests/events/test_profile_buffer.py turns the
+        # write-behind buffer on).
+        profile_touch_flush_ms=0,
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -166,7 +166,11 @@ class EventMutations:
         ctx = info.context
         try:
             result = await service.track_events(
-                ctx.session, ctx.actor, items_of(input.events), ctx.services.settings
+                ctx.session,
+                ctx.actor,
+                items_of(input.events),
+                ctx.services.settings,
+                touch=None if ctx.services.touch is None else ctx.services.touch.add,
             )
         except DomainError as exc:
             return TrackEventsPayload(
@@ -292,7 +296,11 @@ def install_fast_path(schema: Any) -> None:
         events = input["events"]
         try:
             result = await service.track_events(
-                ctx.session, ctx.actor, items_of_coerced(events), ctx.services.settings
+                ctx.session,
+                ctx.actor,
+                items_of_coerced(events),
+                ctx.services.settings,
+                touch=None if ctx.services.touch is None else ctx.services.touch.add,
             )
         except DomainError as exc:
             return TrackEventsPayload(

@@ -489,9 +489,17 @@ def _unlink(row: dict[str, Any]) -> None:
 
 
 async def track_events(
-    session: AsyncSession, actor: Actor, items: Sequence[Mapping[str, Any]], settings: Settings
+    session: AsyncSession,
+    actor: Actor,
+    items: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    touch: live.Touch | None = None,
 ) -> TrackResult:
-    """Validate and store up to ``MAX_BATCH`` events; see the module docstring for the rules."""
+    """Validate and store up to ``MAX_BATCH`` events; see the module docstring for the rules.
+
+    The profile counters of the stored events are upserted in ``session``, or, with ``touch``
+    (the API's ``live.TouchBuffer.add``), handed to it once ``session`` commits (write-behind)."""
     if len(items) > MAX_BATCH:
         raise DomainError.one("TOO_MANY", f"at most {MAX_BATCH} events per call", "events")
     result = TrackResult()
@@ -626,8 +634,8 @@ async def track_events(
         },
     )
     # Last: the profile rows stay locked until commit, and concurrent batches for the same
-    # shoppers wait on them, so they are taken as late as possible.
-    await live.record_seen(session, live.tally((c, at) for _, c, at in stored))
+    # shoppers wait on them, so they are taken as late as possible (or written behind: touch).
+    await live.apply(session, live.tally((c, at) for _, c, at in stored), touch)
     return result
 
 

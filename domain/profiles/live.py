@@ -3,21 +3,39 @@ the event count. One statement per batch, whatever the number of customers in it
 
 The scheduled recompute owns the other columns and recomputes these three from the events table;
 between two recomputes they only move forward (min, max, +n), so concurrent batches add up right.
+
+Two ways to apply a batch's tallies:
+
+* synchronously (``record_seen``), in the caller's unit of work: jobs, imports, the CLI, and the
+  API when ``profile_touch_flush_ms`` is 0;
+* write-behind (``TouchBuffer``), in the API process: a committed request's tallies are added to a
+  process-wide buffer that coalesces them per customer, and a background task applies the buffer
+  with the same single statement every ``profile_touch_flush_ms``, and once more at shutdown.
+  The events themselves are committed with the request; only these derived counters lag.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import TIMESTAMP, func, literal_column
+from sqlalchemy import TIMESTAMP, event, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
 from domain.profiles.models import CustomerProfile
-from domain.sql import insert_for, table, unnest_params, unnest_rows
+from domain.sql import among, insert_for, table, unnest_params, unnest_rows
+from domain.users.models import Customer
+
+if TYPE_CHECKING:
+    from domain.db import Database
+
+log = logging.getLogger("precis.profiles")
 
 
 @dataclass(slots=True)
@@ -34,6 +52,13 @@ class Seen:
         if at > self.last:
             self.last = at
         self.count += 1
+
+    def merge(self, other: Seen) -> None:
+        if other.first < self.first:
+            self.first = other.first
+        if other.last > self.last:
+            self.last = other.last
+        self.count += other.count
 
 
 def tally(pairs: Iterable[tuple[int | None, datetime]]) -> dict[int, Seen]:
@@ -132,3 +157,135 @@ async def record_seen(session: AsyncSession, seen: dict[int, Seen]) -> None:
         await session.execute(stmt, unnest_params(rows, COLUMNS))
     else:
         await session.execute(stmt, rows)
+
+
+Touch = Callable[[dict[int, "Seen"]], None]
+
+
+def merge_into(target: dict[int, Seen], seen: dict[int, Seen]) -> None:
+    """Add ``seen`` to ``target`` (min first, max last, counts summed); ``seen`` is not kept."""
+    for customer_id, s in seen.items():
+        found = target.get(customer_id)
+        if found is None:
+            target[customer_id] = Seen(s.first, s.last, s.count)
+        else:
+            found.merge(s)
+
+
+async def apply(session: AsyncSession, seen: dict[int, Seen], touch: Touch | None = None) -> None:
+    """A batch's tallies: upserted now in ``session`` (``touch`` None), or handed to ``touch`` once
+    ``session`` commits (nothing if it rolls back), for a ``TouchBuffer`` to write behind."""
+    if not seen:
+        return
+    if touch is None:
+        await record_seen(session, seen)
+        return
+    sync = session.sync_session
+    # The transaction this work belongs to: its rollback (or an enclosing one's) drops the
+    # tallies; the outermost commit hands them over (a savepoint release fires after_commit too).
+    mine = sync.get_nested_transaction() or sync.get_transaction()
+    state = {"done": False}
+
+    def committed(sess: Any) -> None:
+        if not state["done"] and not sess.in_nested_transaction():
+            state["done"] = True
+            touch(seen)
+
+    def rolled_back(sess: Any, previous: Any) -> None:
+        tx = mine
+        while tx is not None:
+            if tx is previous:
+                state["done"] = True
+                return
+            tx = tx.parent
+
+    event.listen(sync, "after_commit", committed)
+    event.listen(sync, "after_soft_rollback", rolled_back)
+
+
+async def _existing(session: AsyncSession, ids: Iterable[int]) -> set[int]:
+    """The ids among ``ids`` of customers that exist."""
+    customers = table(Customer)
+    found: set[int] = set()
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 5000):  # SQLite binds each id of an IN list
+        part = wanted[start : start + 5000]
+        found.update(
+            await session.scalars(
+                select(customers.c.id).where(among(session, customers.c.id, part))
+            )
+        )
+    return found
+
+
+class TouchBuffer:
+    """Write-behind for ``record_seen`` in a long-lived process (the API): ``add`` merges a
+    committed batch's tallies per customer; ``flush`` writes them all with one statement in its
+    own unit of work, every ``interval_ms`` while started and once more on ``stop``.
+
+    A failed flush is logged and its tallies are merged back, to be written by the next one.
+    Flushes never overlap (one lock), so the final flush at shutdown sees every tally.
+    """
+
+    def __init__(self, db: Database, interval_ms: int) -> None:
+        if interval_ms <= 0:
+            raise ValueError("interval_ms must be positive")
+        self.db = db
+        self.interval = interval_ms / 1000
+        self.pending: dict[int, Seen] = {}
+        self.flushes = 0
+        self.failures = 0
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, seen: dict[int, Seen]) -> None:
+        merge_into(self.pending, seen)
+
+    async def flush(self) -> int:
+        """Write what is pending; returns the number of customers written (0 if none, or if the
+        write failed: then the tallies stay pending). Tallies of customers erased meanwhile are
+        dropped."""
+        async with self._lock:
+            taken, self.pending = self.pending, {}
+            if not taken:
+                return 0
+            try:
+                async with self.db.unit_of_work() as session:
+                    # A customer erased since its events were stored has no profile to count
+                    # them in (and must not get one back): its tallies are dropped.
+                    known = await _existing(session, taken)
+                    written = {c: s for c, s in taken.items() if c in known}
+                    await record_seen(session, written)
+            except BaseException as exc:
+                # Put them back under what arrived meanwhile; the next flush retries.
+                merge_into(taken, self.pending)
+                self.pending = taken
+                self.failures += 1
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the tallies are kept for the final flush
+                log.exception("profile counters: flush of %d customers failed", len(taken))
+                return 0
+            self.flushes += 1
+            return len(written)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            if not self._stopping.is_set():
+                await self.flush()
+
+    async def stop(self) -> None:
+        """Stop the background task, then write what is still pending (once; a failure is
+        logged and those tallies are lost: the recompute rebuilds the counters)."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        await self.flush()
