@@ -79,6 +79,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="after the rounds, sample the server with py-spy (collapsed stacks, .txt) during one "
         "more GraphQL round and print the leaf functions taking the most samples",
     )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for the server process, e.g. PRECIS_PROFILE_TOUCH_FLUSH_MS=0 "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        metavar="STATEMENT",
+        help="SQL to run after seeding, before the server starts (experiments such as "
+        "'ALTER TABLE customer_profile SET (fillfactor = 70)'; repeatable)",
+    )
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.batches = args.batches or (1 if args.quick else 10)
@@ -198,7 +214,7 @@ class Ways:
                     "campaign_id": None,
                     "message_id": None,
                     "order_id": None,
-                    "source_client_id": "bench",
+                    "source_client_id": "bench-bare",  # not counted in profiles (check_profiles)
                     "occurred_at": item["occurred_at"],
                     "received_at": now,
                 }
@@ -349,6 +365,44 @@ async def profile(pid: int, path: str, load: Callable[[], Awaitable[float]]) -> 
     report_spy(spy, path)
 
 
+async def check_profiles(benv: common.BenchEnv) -> str:
+    """After the server stopped (its last write-behind flush done): the profiles' event counts
+    add up to the linked events stored by ``service`` and ``graphql`` (the bare INSERT skips
+    profiles)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(benv.database_url)
+    try:
+        async with engine.connect() as conn:
+            counted = await conn.scalar(
+                text("SELECT coalesce(sum(event_count), 0) FROM customer_profile")
+            )
+            stored = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM event WHERE customer_id IS NOT NULL "
+                    "AND source_client_id <> 'bench-bare'"
+                )
+            )
+    finally:
+        await engine.dispose()
+    if counted != stored:
+        raise RuntimeError(f"profiles count {counted} events, {stored} were stored")
+    return f"profile event counts add up: {counted} events"
+
+
+async def execute(benv: common.BenchEnv, sql: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(benv.database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = dt.datetime.now(dt.UTC)
@@ -356,8 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(common.seed_users(benv, args.users))
         asyncio.run(seed_products(benv, args.products))
         token = asyncio.run(common.mint_token(benv, "events:write"))
-        with common.server(benv, workers=args.workers) as srv:
+        for sql in args.sql:
+            asyncio.run(execute(benv, sql))
+        extra = dict(pair.split("=", 1) for pair in args.server_env)
+        with common.server(benv, workers=args.workers, extra_env=extra) as srv:
             results, server_cpu = asyncio.run(run(args, benv, srv.url, token, srv.pid))
+        checked = asyncio.run(check_profiles(benv))
     print()
     print(
         f"trackEvents, {args.database}, batches of {args.batch_size} from {args.clients} "
@@ -367,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{started:%Y-%m-%d %H:%M} UTC"
     )
     print(f"machine: {common.machine()}")
+    if extra:
+        print(f"server settings: {' '.join(args.server_env)}")
+    if args.sql:
+        print(f"after seeding: {'; '.join(args.sql)}")
+    print(checked)
     bare = results["bare"]
     rows = []
     ratios: dict[str, float] = {}
