@@ -473,9 +473,12 @@ async def _chunk_rows(
         ),
         {**params, "touched": utcnow()},
     )
+    lock = "SELECT customer_id FROM customer_profile WHERE {c} ORDER BY customer_id"
     if dialect == "postgresql":
-        lock = "SELECT customer_id FROM customer_profile WHERE {c} ORDER BY customer_id FOR UPDATE"
-        await session.execute(stmt(lock.format(c=flt.format(c="customer_id"))), params)
+        lock += " FOR UPDATE"
+    sql = stmt(lock.format(c=flt.format(c="customer_id")))
+    # Customers erased since the recompute listed them have no row (and get none).
+    present = set((await session.execute(sql, params)).scalars())
 
     seen: dict[int, tuple[int, datetime, datetime, list[int]]] = {}
     categories: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -491,6 +494,8 @@ async def _chunk_rows(
 
     rows = []
     for cid in chunk:
+        if cid not in present:
+            continue
         b = buyers.get(cid)
         s = seen.get(cid)
         p = predictions.get(cid)

@@ -642,3 +642,16 @@ async def test_an_unknown_time_zone_counts_hours_in_utc(db: Database, settings: 
     await service.recompute(db, no_clv(settings), now=NOW)
     hours = (await profiles(db, ids))["a"].active_hours
     assert {h: n for h, n in enumerate(hours) if n} == {7: 3, 10: 1}
+
+
+async def test_a_customer_erased_after_the_listing_gets_no_profile(
+    db: Database, settings: Settings
+) -> None:
+    ids = await seed(db)
+    last = ids["h"]
+    async with db.unit_of_work() as s:
+        # The recompute listed [last, last + 1]; customer last + 1 is gone when the chunk runs.
+        rows = await service._chunk_rows(s, [last, last + 1], {}, {}, 30.0, settings, NOW)
+        await service._upsert(s, rows)
+    assert [r["customer_id"] for r in rows] == [last]
+    assert await count_rows(db, "customer_profile") == 1
