@@ -700,31 +700,34 @@ async def identify(
     events = table(Event)
     orphan = and_(events.c.anonymous_id == anonymous_id, events.c.customer_id.is_(None))
     if await analytics_withheld(session, {customer}, settings):
+        # Behaviour is stored unlinked; purchase events of guest orders are contractual data and
+        # follow their order to the customer below, whatever the consent (docs/orders.md).
         moved = await session.execute(
-            update(events).where(orphan).values(anonymous_id=None, properties={})
+            update(events)
+            .where(orphan, events.c.order_id.is_(None))
+            .values(anonymous_id=None, properties={})
         )
         result.events_unlinked = moved.rowcount or 0  # type: ignore[attr-defined]
-    else:
-        span = (
-            await session.execute(
-                select(
-                    func.min(events.c.occurred_at),
-                    func.max(events.c.occurred_at),
-                    func.count(),
-                ).where(orphan)
-            )
-        ).one()
-        if span[2]:
-            moved = await session.execute(update(events).where(orphan).values(customer_id=customer))
-            result.events_moved = moved.rowcount or 0  # type: ignore[attr-defined]
-            await live.record_seen(
-                session, {customer: live.Seen(span[0], span[1], result.events_moved)}
-            )
-            await session.execute(
-                update(links)
-                .where(links.c.anonymous_id == anonymous_id)
-                .values(events_moved=links.c.events_moved + result.events_moved)
-            )
+    span = (
+        await session.execute(
+            select(
+                func.min(events.c.occurred_at),
+                func.max(events.c.occurred_at),
+                func.count(),
+            ).where(orphan)
+        )
+    ).one()
+    if span[2]:
+        moved = await session.execute(update(events).where(orphan).values(customer_id=customer))
+        result.events_moved = moved.rowcount or 0  # type: ignore[attr-defined]
+        await live.record_seen(
+            session, {customer: live.Seen(span[0], span[1], result.events_moved)}
+        )
+        await session.execute(
+            update(links)
+            .where(links.c.anonymous_id == anonymous_id)
+            .values(events_moved=links.c.events_moved + result.events_moved)
+        )
     orders = table(Order)
     moved_orders = await session.execute(
         update(orders)

@@ -552,3 +552,39 @@ def service_order(external_id: str, **extra: Any) -> dict[str, Any]:
         "placed_at": "2026-11-02T10:15:00+01:00",
         **extra,
     }
+
+
+async def test_identify_without_analytics_consent_keeps_guest_order_events_with_the_order(
+    api: Api,
+) -> None:
+    # given a guest order and a guest view from browser-1, and u-1 who refused analytics
+    await seed(api)
+    await record(api, [order("g-1", userExternalId=None, anonymousId="browser-1")])
+    await api.gql(
+        """mutation { trackEvents(input: {events: [{clientEventId: "v-1", type: "view",
+            anonymousId: "browser-1", productExternalId: "p-1", properties: {page: "/p"}}]}) {
+            accepted } }""",
+        scopes="events:write",
+    )
+    body = await api.gql(
+        """mutation($c: [ConsentInput!]!) { setConsents(input: {userExternalId: "u-1",
+        consents: $c}) { errors { code } } }""",
+        {"c": [{"purpose": "ANALYTICS", "granted": False, "source": "t", "policyVersion": "1"}]},
+        scopes="users:write users:read",
+    )
+    assert body["data"]["setConsents"]["errors"] == [], body
+
+    # when the browser is merged into u-1
+    merged = await api.gql(IDENTIFY, {"a": "browser-1"}, scopes="events:write")
+    assert merged["data"]["identify"] == {"ordersMoved": 1, "errors": []}, merged
+
+    # then the view is unlinked, but the order's purchase event follows the order, properties kept
+    found = await rows(
+        api,
+        "SELECT client_event_id, customer_id IS NOT NULL, anonymous_id, properties"
+        " FROM event ORDER BY 1",
+    )
+    (order_event, view_event) = found
+    assert (order_event[0], bool(order_event[1])) == ("order:g-1", True)
+    assert order_event[3] not in ({}, "{}", None)
+    assert (view_event[0], bool(view_event[1]), view_event[2]) == ("v-1", False, None)
