@@ -18,6 +18,8 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         Index("ix_orders_customer_id_placed_at", "customer_id", "placed_at"),
         Index("ix_orders_placed_at", "placed_at"),
+        # identify and erasure find guest orders by the anonymous id.
+        Index("ix_orders_anonymous_id", "anonymous_id"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)

@@ -294,6 +294,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("external_id", name=op.f("uq_orders_external_id")),
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.create_index("ix_orders_anonymous_id", ["anonymous_id"], unique=False)
         batch_op.create_index(
             "ix_orders_customer_id_placed_at", ["customer_id", "placed_at"], unique=False
         )
@@ -403,6 +404,7 @@ def downgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index("ix_orders_placed_at")
         batch_op.drop_index("ix_orders_customer_id_placed_at")
+        batch_op.drop_index("ix_orders_anonymous_id")
 
     op.drop_table("orders")
     with op.batch_alter_table("identity_link", schema=None) as batch_op:
