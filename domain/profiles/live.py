@@ -223,7 +223,8 @@ class TouchBuffer:
     committed batch's tallies per customer; ``flush`` writes them all with one statement in its
     own unit of work, every ``interval_ms`` while started and once more on ``stop``.
 
-    A failed flush is logged and its tallies are merged back, to be written by the next one.
+    A failed flush is logged and its tallies are merged back, to be written by the next one
+    (which first drops the tallies of customers that no longer exist: erased).
     Flushes never overlap (one lock), so the final flush at shutdown sees every tally.
     """
 
@@ -235,6 +236,7 @@ class TouchBuffer:
         self.pending: dict[int, Seen] = {}
         self.flushes = 0
         self.failures = 0
+        self._check = False  # after a failure: skip customers erased meanwhile
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -244,29 +246,35 @@ class TouchBuffer:
 
     async def flush(self) -> int:
         """Write what is pending; returns the number of customers written (0 if none, or if the
-        write failed: then the tallies stay pending). Tallies of customers erased meanwhile are
-        dropped."""
+        write failed: then the tallies stay pending). Tallies of customers erased meanwhile fail
+        the write once and are dropped by the retry."""
         async with self._lock:
             taken, self.pending = self.pending, {}
             if not taken:
                 return 0
             try:
                 async with self.db.unit_of_work() as session:
-                    # A customer erased since its events were stored has no profile to count
-                    # them in (and must not get one back): its tallies are dropped.
-                    known = await _existing(session, taken)
-                    written = {c: s for c, s in taken.items() if c in known}
+                    written = taken
+                    if self._check:
+                        # A customer erased since its events were stored has no profile to
+                        # count them in (and must not get one back): the upsert fails on the
+                        # foreign key, and the retry drops that customer's tallies.
+                        known = await _existing(session, taken)
+                        written = {c: s for c, s in taken.items() if c in known}
                     await record_seen(session, written)
             except BaseException as exc:
-                # Put them back under what arrived meanwhile; the next flush retries.
+                # Put them back under what arrived meanwhile; the next flush retries, checking
+                # first which customers still exist.
                 merge_into(taken, self.pending)
                 self.pending = taken
                 self.failures += 1
+                self._check = True
                 if not isinstance(exc, Exception):
                     raise  # cancelled: the tallies are kept for the final flush
                 log.exception("profile counters: flush of %d customers failed", len(taken))
                 return 0
             self.flushes += 1
+            self._check = False
             return len(written)
 
     def start(self) -> None:
