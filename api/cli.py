@@ -321,9 +321,14 @@ def demo_load(
     products: Annotated[int, typer.Option(help="How many products.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
     if_empty: Annotated[bool, typer.Option(help="Skip if any user exists already.")] = False,
+    activity: Annotated[
+        bool,
+        typer.Option(help="Also consents, events and orders, then compute profiles."),
+    ] = True,
 ) -> None:
-    """Load a deterministic demo storefront (shoppers, categories, products)."""
+    """Load a deterministic demo storefront (shoppers, categories, products) and its activity."""
     from domain.demo import is_empty, load_demo
+    from domain.demo_activity import load_activity
     from domain.keys import build_keys
 
     settings = get_settings()
@@ -343,9 +348,12 @@ def demo_load(
                         bars[kind] = progress.add_task(kind, total=total)
                     progress.update(bars[kind], completed=done)
 
-                return await load_demo(
+                loaded = await load_demo(
                     db, keys, users=users, products=products, seed=seed, progress=report
                 )
+                if activity:
+                    loaded |= await load_activity(db, settings, seed=seed, progress=report)
+                return loaded
         finally:
             await db.dispose()
 
