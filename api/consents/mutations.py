@@ -8,15 +8,11 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes
 from api.consents.types import (
     ConsentInput,
-    SetConsentsError,
-    SetConsentsErrorCode,
     SetConsentsPayload,
-    UserConsents,
-    consent_items,
+    record_consents,
+    refused_consents,
 )
-from api.errors import to_errors
 from api.privacy.common import target_user
-from domain.consents import service
 from domain.errors import DomainError
 
 
@@ -36,17 +32,6 @@ class ConsentMutations:
     async def set_consents(self, info: Info, input: SetConsentsInput) -> SetConsentsPayload:
         try:
             customer_id = await target_user(info, input.user_id, input.user_external_id)
-            rows = await service.set_consents(
-                info.context.session, info.context.actor, customer_id, consent_items(input.consents)
-            )
         except DomainError as exc:
-            return SetConsentsPayload(
-                consents=[],
-                state=None,
-                errors=to_errors(SetConsentsError, SetConsentsErrorCode, exc),
-            )
-        return SetConsentsPayload(
-            consents=rows,  # type: ignore[arg-type]
-            state=UserConsents(customer_id=customer_id),
-            errors=[],
-        )
+            return refused_consents(exc)
+        return await record_consents(info, customer_id, input.consents)

@@ -178,3 +178,31 @@ class SetConsentsPayload:
         description="The shopper's consents after the change; null if refused."
     )
     errors: list[SetConsentsError]  # type: ignore[valid-type]
+
+
+async def record_consents(info: Any, customer_id: int, consents: list[Any]) -> SetConsentsPayload:
+    """Run ``set_consents`` for ``customer_id`` as the caller and build the payload (shared by
+    ``setConsents`` and ``me { setConsents }``)."""
+    from domain.consents import service
+    from domain.errors import DomainError
+
+    try:
+        rows = await service.set_consents(
+            info.context.session, info.context.actor, customer_id, consent_items(consents)
+        )
+    except DomainError as exc:
+        return refused_consents(exc)
+    return SetConsentsPayload(
+        consents=rows,  # type: ignore[arg-type]
+        state=UserConsents(customer_id=customer_id),
+        errors=[],
+    )
+
+
+def refused_consents(exc: Any) -> SetConsentsPayload:
+    """The payload of a refused ``setConsents``: nothing recorded, the typed errors."""
+    from api.errors import to_errors
+
+    return SetConsentsPayload(
+        consents=[], state=None, errors=to_errors(SetConsentsError, SetConsentsErrorCode, exc)
+    )

@@ -9,15 +9,9 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes, ShopperOnly
 from api.consents.types import (
     ConsentInput,
-    SetConsentsError,
-    SetConsentsErrorCode,
     SetConsentsPayload,
-    UserConsents,
-    consent_items,
+    record_consents,
 )
-from api.errors import to_errors
-from domain.consents import service as consents
-from domain.errors import DomainError
 
 
 @strawberry.input(description="The shopper's own consent decisions.")
@@ -34,21 +28,7 @@ class MeMutations:
     async def set_consents(self, info: Info, input: MeSetConsentsInput) -> SetConsentsPayload:
         actor = info.context.actor
         assert actor.customer_id is not None  # ShopperOnly on Mutation.me
-        try:
-            rows = await consents.set_consents(
-                info.context.session, actor, actor.customer_id, consent_items(input.consents)
-            )
-        except DomainError as exc:
-            return SetConsentsPayload(
-                consents=[],
-                state=None,
-                errors=to_errors(SetConsentsError, SetConsentsErrorCode, exc),
-            )
-        return SetConsentsPayload(
-            consents=rows,  # type: ignore[arg-type]
-            state=UserConsents(customer_id=actor.customer_id),
-            errors=[],
-        )
+        return await record_consents(info, actor.customer_id, input.consents)
 
 
 @strawberry.type
