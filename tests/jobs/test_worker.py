@@ -30,7 +30,7 @@ async def run_worker(db: Database, redis_url: str, queue_name: str) -> Worker:
         ctx["db"] = db
 
     worker = Worker(
-        functions=TASKS,
+        functions=list(TASKS),  # type: ignore[arg-type]
         redis_settings=RedisSettings.from_dsn(redis_url),
         queue_name=queue_name,
         on_startup=startup,
