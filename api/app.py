@@ -42,16 +42,24 @@ READY_TIMEOUT = 2.0  # seconds each readiness check may take
 _heap_frozen = False
 
 
-def freeze_startup_heap() -> None:
+def freeze_startup_heap(young_threshold: int = 0) -> None:
     """Once per process, after start-up: take what start-up allocated (modules, the schema,
     SQLAlchemy's mappers, ...) out of the cyclic garbage collector's reach. Otherwise every full
     collection walks all of it (about 120,000 objects: 90 ms on the 2-core benchmark machine) while
-    every request in flight waits; these objects live as long as the process anyway."""
+    every request in flight waits; these objects live as long as the process anyway.
+
+    ``young_threshold`` (if > 0) replaces Python's 700 container allocations between two
+    young-generation collections (``PRECIS_GC_THRESHOLD``): a 500-event trackEvents request
+    allocates thousands of dicts, lists and rows, nearly all freed by reference counting, and at
+    700 the collector runs several times per request, each time walking what the requests in
+    flight hold (measured: docs/benchmarks.md, "Ingesting events")."""
     global _heap_frozen
     if not _heap_frozen:
         _heap_frozen = True
         gc.collect()
         gc.freeze()
+        if young_threshold > 0:
+            gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
 
 
 @dataclass
@@ -202,7 +210,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             scheduler = InProcessScheduler(queue)
             scheduler.start()
         app.state.scheduler = scheduler
-        freeze_startup_heap()
+        freeze_startup_heap(settings.gc_threshold)
         try:
             yield
         finally:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         "(with Redis, `precis worker` runs them); `off`: never in the API process.",
     )
     statement_timeout_ms: int = Field(15_000, description="PostgreSQL statement timeout.")
+    gc_threshold: int = Field(
+        20_000,
+        ge=0,
+        description="API process: allocations between two young-generation garbage collections "
+        "(0: Python's default, 700).",
+    )
     db_pool_size: int = Field(10, description="Connections per API process (PostgreSQL).")
     profile_rfm_window_days: int = Field(
         365, ge=1, le=3650, description="RFM scores count the orders of this many past days."
