@@ -211,8 +211,16 @@ INSERT INTO customer_profile (customer_id, event_count, orders_count, revenue, r
     active_hours, updated_at)
 SELECT id, 0, 0, 0, 0, 0, 'new', 0, 'none', '[]', '[]', '[]', :touched
 FROM customer WHERE {c} ORDER BY id
-ON CONFLICT (customer_id) DO NOTHING
+ON CONFLICT (customer_id) {conflict}
 """
+# PostgreSQL: inserting the missing rows and locking the existing ones in ONE pass in id order (a
+# DO UPDATE whose WHERE is false still locks the row, and changes nothing). Two passes (insert the
+# missing, then lock the rest) deadlocked with an ingestion batch upserting the same customers in id
+# order: each held a row the other wanted next.
+_LOCK_EXISTING = {
+    "postgresql": "DO UPDATE SET updated_at = customer_profile.updated_at WHERE false",
+    "sqlite": "DO NOTHING",  # one writer at a time: the insert takes the database's write lock
+}
 
 
 def _chunk_filter(ids: Sequence[int] | None) -> str:
@@ -468,9 +476,11 @@ async def _chunk_rows(
     # lock; PostgreSQL: a batch inserting the same row waits for this transaction), then lock the
     # rest in id order (the order live.py locks them in).
     await session.execute(
-        stmt(_MISSING_PROFILES_SQL.format(c=flt.format(c="id"))).bindparams(
-            bindparam("touched", type_=UTCDateTime())
-        ),
+        stmt(
+            _MISSING_PROFILES_SQL.format(
+                c=flt.format(c="id"), conflict=_LOCK_EXISTING.get(dialect, "DO NOTHING")
+            )
+        ).bindparams(bindparam("touched", type_=UTCDateTime())),
         {**params, "touched": utcnow()},
     )
     lock = "SELECT customer_id FROM customer_profile WHERE {c} ORDER BY customer_id"
