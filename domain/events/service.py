@@ -30,6 +30,7 @@ from sqlalchemy import (
     Integer,
     Text,
     and_,
+    bindparam,
     cast,
     func,
     literal,
@@ -445,14 +446,17 @@ COLUMNS = (
 PG_ELEMENTS = {
     "properties": Text(),
     "occurred_at": TIMESTAMP(timezone=True),
-    "received_at": TIMESTAMP(timezone=True),
 }
+# The same for every row of a call: sent to PostgreSQL once as plain parameters, not as arrays.
+PG_CONSTANTS = ("source_client_id", "received_at")
+PG_ARRAYS = tuple(c for c in COLUMNS if c not in PG_CONSTANTS)
 
 
 def _insert(session: AsyncSession) -> Any:
-    """``INSERT ... ON CONFLICT (client_event_id) DO NOTHING RETURNING ...``, built once per
-    dialect so SQLAlchemy compiles it once. On PostgreSQL the rows arrive as one array per column
-    (``unnest``), elsewhere as many parameter sets."""
+    """``INSERT ... ON CONFLICT (client_event_id) DO NOTHING RETURNING client_event_id``, built
+    once per dialect so SQLAlchemy compiles it once. On PostgreSQL the rows arrive as one array per
+    column (``unnest``) plus the columns every row shares as single parameters, elsewhere as many
+    parameter sets."""
     dialect = session.get_bind().dialect.name
     stmt = _INSERTS.get(dialect)
     if stmt is None:
@@ -461,21 +465,32 @@ def _insert(session: AsyncSession) -> Any:
         if dialect == "postgresql":
             # Properties arrive as JSON text (orjson), times as plain aware datetimes: no
             # per-element type processing in Python.
-            stmt = stmt.from_select(COLUMNS, unnest_rows(t, COLUMNS, element_types=PG_ELEMENTS))
+            shared = {
+                "source_client_id": bindparam("c_source_client_id", type_=Text()),
+                "received_at": bindparam("c_received_at", type_=TIMESTAMP(timezone=True)),
+            }
+            stmt = stmt.from_select(
+                (*PG_ARRAYS, *shared),
+                unnest_rows(t, PG_ARRAYS, element_types=PG_ELEMENTS, **shared),
+            )
         stmt = stmt.on_conflict_do_nothing(index_elements=[t.c.client_event_id]).returning(
-            t.c.client_event_id, t.c.customer_id, t.c.occurred_at
+            t.c.client_event_id
         )
         _INSERTS[dialect] = stmt
     return stmt
 
 
-async def _store(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Any]:
-    """Insert the rows, skipping known client event ids; returns what was stored."""
+async def _store(session: AsyncSession, rows: list[dict[str, Any]], window: _Window) -> list[str]:
+    """Insert the rows, skipping known client event ids; returns the client event ids stored.
+    (The rest of a stored row is what was sent: the caller has it, nothing else comes back.)"""
     params: Any = rows
     if session.get_bind().dialect.name == "postgresql":
-        params = unnest_params(rows, COLUMNS)
-        params["u_properties"] = [orjson.dumps(p).decode() for p in params["u_properties"]]
-    return list((await session.execute(_insert(session), params)).all())
+        params = unnest_params(rows, PG_ARRAYS)
+        dumps = orjson.dumps
+        params["u_properties"] = [dumps(p).decode() for p in params["u_properties"]]
+        params["c_source_client_id"] = window.source
+        params["c_received_at"] = window.now
+    return list((await session.execute(_insert(session), params)).scalars())
 
 
 def _unlink(row: dict[str, Any]) -> None:
@@ -616,11 +631,11 @@ async def track_events(
     if unique:
         # Sorted: two concurrent calls with the same ids take the unique-index locks in one order.
         rows = [unique[k] for k in sorted(unique)]
-        stored = await _store(session, rows)
+        stored = await _store(session, rows, window)
         result.accepted = len(stored)
         result.duplicates += len(rows) - len(stored)
         if unlinked:
-            result.unlinked = sum(1 for key, _, _ in stored if key in unlinked)
+            result.unlinked = sum(1 for key in stored if key in unlinked)
     await audit.record(
         session,
         actor,
@@ -635,7 +650,11 @@ async def track_events(
     )
     # Last: the profile rows stay locked until commit, and concurrent batches for the same
     # shoppers wait on them, so they are taken as late as possible (or written behind: touch).
-    await live.apply(session, live.tally((c, at) for _, c, at in stored), touch)
+    # Each stored row is the one sent: its customer (None once unlinked) and time come from it.
+    stored_rows = (unique[key] for key in stored)
+    await live.apply(
+        session, live.tally((r["customer_id"], r["occurred_at"]) for r in stored_rows), touch
+    )
     return result
 
 
