@@ -27,10 +27,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.data import retail_sample
 from domain.profiles.clv import Buyer, fit_and_predict
 
-# shared/ sits beside the repository (in CI too).
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail-sample.csv"
+DATA = retail_sample()
 
 
 def main(argv: list[str] | None = None) -> int:

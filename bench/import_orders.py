@@ -29,8 +29,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common
+from bench.data import retail_sample
 
-DATA = Path("/work/shared/data/online-retail-sample.csv")
+DATA = retail_sample()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.data import retail_sample
+
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "online-retail-sample.csv"
+DATA = retail_sample()
 
 
 def test_clv_model_beats_the_baselines_on_the_holdout() -> None:

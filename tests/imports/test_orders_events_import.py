@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from bench.data import retail_sample
 from domain.catalog.service import upsert_products
 from domain.db import Database
 from domain.imports.service import ImportError_, create_import, run_import
@@ -28,7 +29,7 @@ ORDER_HEADER = (
     "external_id,user_external_id,anonymous_id,status,currency,discount_total,shipping_total,"
     "coupon_code,placed_at,product_external_id,title,quantity,unit_price"
 )
-RETAIL = Path("/work/shared/data/online-retail-sample.csv")
+RETAIL = retail_sample()
 
 
 async def seed(db: Database, settings: Settings) -> None:
