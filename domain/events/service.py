@@ -79,6 +79,8 @@ FIELDS = {
     # For internal callers (orders yield purchase events); not in the GraphQL input.
     "order_id": "orderId",
 }
+FIELD_NAMES = frozenset(FIELDS)
+PK_FIELDS = ("user_id", "campaign_id", "message_id", "order_id")
 CENT = Decimal("0.01")
 MAX_VALUE = Decimal("10000000000")
 
@@ -222,12 +224,13 @@ def _clean(
     def bad(code: str, message: str, name: str) -> None:
         errors.append(FieldError(code, message, ("events", str(index), FIELDS[name]), index))
 
-    for name in sorted(item.keys() - FIELDS.keys()):
-        errors.append(
-            FieldError(
-                "UNKNOWN_FIELD", f"unknown field {name}", ("events", str(index), name), index
+    if not FIELD_NAMES.issuperset(item):
+        for name in sorted(item.keys() - FIELD_NAMES):
+            errors.append(
+                FieldError(
+                    "UNKNOWN_FIELD", f"unknown field {name}", ("events", str(index), name), index
+                )
             )
-        )
     get = item.get
     row: dict[str, Any] = {
         "client_event_id": None,
@@ -262,32 +265,34 @@ def _clean(
         )
         kind = None
     row["type"] = kind
-    checks: list[tuple[str, Any]] = []
-    for name in ("user_id", "campaign_id", "message_id", "order_id"):
-        if get(name) is not None:
-            checks.append((name, _pk))
-    for name, fn in checks:
+    for name in PK_FIELDS:
+        given = get(name)
+        if given is None:
+            continue
         try:
-            value = fn(get(name), name)
+            pk = _pk(given, name)
         except _Bad as exc:
             bad(exc.code, str(exc), exc.name)
             continue
         if name == "user_id":
-            user_id = value
+            user_id = pk
         else:
-            row[name] = value
+            row[name] = pk
     try:
-        if get("user_external_id") is not None:
-            user_ext = _short_text(get("user_external_id"), "user_external_id", 128)
-        if get("anonymous_id") is not None:
-            row["anonymous_id"] = _short_text(get("anonymous_id"), "anonymous_id", 128)
+        given = get("user_external_id")
+        if given is not None:
+            user_ext = _short_text(given, "user_external_id", 128)
+        given = get("anonymous_id")
+        if given is not None:
+            row["anonymous_id"] = _short_text(given, "anonymous_id", 128)
     except _Bad as exc:
         bad(exc.code, str(exc), exc.name)
     if user_id is not None and user_ext is not None:
         bad("INVALID", "give userId or userExternalId, not both", "user_external_id")
     try:
-        if get("product_external_id") is not None:
-            product_ext = _short_text(get("product_external_id"), "product_external_id", 128)
+        given = get("product_external_id")
+        if given is not None:
+            product_ext = _short_text(given, "product_external_id", 128)
     except _Bad as exc:
         bad(exc.code, str(exc), exc.name)
     raw_props = get("properties")
@@ -402,7 +407,7 @@ async def _look_up(
     if not branches:
         return found
     stmt = branches[0] if len(branches) == 1 else union_all(*branches)
-    for name, key, value in await session.execute(stmt):
+    for name, key, value in (await session.execute(stmt)).all():  # one fetch, not one a row
         found[name][key] = value
     for name, (column, _, _) in wanted.items():
         if isinstance(column.type, Integer):  # ids came back as text
@@ -490,7 +495,7 @@ async def _store(session: AsyncSession, rows: list[dict[str, Any]], window: _Win
         params["u_properties"] = [dumps(p).decode() for p in params["u_properties"]]
         params["c_source_client_id"] = window.source
         params["c_received_at"] = window.now
-    return list((await session.execute(_insert(session), params)).scalars())
+    return list((await session.execute(_insert(session), params)).scalars().all())
 
 
 def _unlink(row: dict[str, Any]) -> None:
