@@ -25,9 +25,15 @@ from tests.conftest import count_rows
 PRECIS = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "precis")
 
 
-async def run_worker(db: Database, redis_url: str, queue_name: str) -> Worker:
+async def run_worker(
+    db: Database, redis_url: str, queue_name: str, settings: Settings | None = None
+) -> Worker:
+    """A burst ARQ worker on real Redis, with the context ``precis worker`` gives its jobs."""
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = db
+        if settings is not None:
+            ctx["settings"] = settings
 
     worker = Worker(
         functions=list(TASKS),  # type: ignore[arg-type]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -260,31 +259,9 @@ async def run_worker_with_settings(
     db: Database, settings: Settings, redis_url: str, queue_name: str
 ) -> None:
     """A burst ARQ worker with the context ``precis worker`` gives its jobs (db and settings)."""
-    from arq.connections import RedisSettings
-    from arq.worker import Worker
+    from tests.jobs.test_worker import run_worker
 
-    from jobs.tasks import TASKS
-
-    async def startup(ctx: dict[str, Any]) -> None:
-        ctx["db"] = db
-        ctx["settings"] = settings
-
-    worker = Worker(
-        functions=TASKS,  # type: ignore[arg-type]
-        redis_settings=RedisSettings.from_dsn(redis_url),
-        queue_name=queue_name,
-        on_startup=startup,
-        burst=True,
-        handle_signals=False,
-        poll_delay=0.05,
-    )
-    try:
-        await worker.main()
-    finally:
-        with warnings.catch_warnings():
-            # arq 0.28 closes its pool with redis' deprecated close()
-            warnings.simplefilter("ignore", DeprecationWarning)
-            await worker.close()
+    worker = await run_worker(db, redis_url, queue_name, settings)
     assert worker.jobs_complete >= 1
 
 
