@@ -42,6 +42,7 @@ from domain.audit.service import Actor
 from domain.columns import utcnow
 from domain.db import Database
 from domain.errors import DomainError, FieldError
+from domain.orders.service import LINE_FIELDS, ORDER_FIELDS
 from domain.tasks.models import TaskRun
 
 KINDS = ("users", "products", "orders", "events")
@@ -81,24 +82,10 @@ PRODUCT_COLUMNS = (
     "active",
     "attributes",
 )
-ORDER_LINE_COLUMNS = ("product_external_id", "title", "quantity", "unit_price")
+# The orders service's own keys: an order's columns, then one line's (CSV: one row per line).
+ORDER_LINE_COLUMNS = LINE_FIELDS
 ORDER_COLUMNS = (
-    "external_id",
-    "user_id",
-    "user_external_id",
-    "anonymous_id",
-    "status",
-    "currency",
-    "subtotal",
-    "discount_total",
-    "shipping_total",
-    "tax_total",
-    "total",
-    "refunded_total",
-    "coupon_code",
-    "channel",
-    "campaign_id",
-    "placed_at",
+    *ORDER_FIELDS,
     *ORDER_LINE_COLUMNS,
     "lines",  # JSON Lines only: the order's lines as an array of objects
 )

@@ -82,28 +82,28 @@ CAMEL = {
     "unit_price": "unitPrice",
     "line_no": "lineNo",
 }
-ITEM_KEYS = frozenset(
-    {
-        "external_id",
-        "user_id",
-        "user_external_id",
-        "anonymous_id",
-        "status",
-        "currency",
-        "lines",
-        "subtotal",
-        "discount_total",
-        "shipping_total",
-        "tax_total",
-        "total",
-        "refunded_total",
-        "coupon_code",
-        "channel",
-        "campaign_id",
-        "placed_at",
-    }
+# The keys an order item may have (in the order imports list them), its lines' keys, and "lines".
+ORDER_FIELDS = (
+    "external_id",
+    "user_id",
+    "user_external_id",
+    "anonymous_id",
+    "status",
+    "currency",
+    "subtotal",
+    "discount_total",
+    "shipping_total",
+    "tax_total",
+    "total",
+    "refunded_total",
+    "coupon_code",
+    "channel",
+    "campaign_id",
+    "placed_at",
 )
-LINE_KEYS = frozenset({"product_external_id", "title", "quantity", "unit_price"})
+LINE_FIELDS = ("product_external_id", "title", "quantity", "unit_price")
+ITEM_KEYS = frozenset({*ORDER_FIELDS, "lines"})
+LINE_KEYS = frozenset(LINE_FIELDS)
 
 
 def _camel(name: str) -> str:
