@@ -74,7 +74,6 @@ class InProcessScheduler:
         self.queue = queue
         self.schedules = tuple(s for s in schedules if s.task in known)
         self._task: asyncio.Task[None] | None = None
-        self.fired: list[str] = []
 
     def start(self) -> None:
         if self._task is None and self.schedules:
@@ -98,7 +97,6 @@ class InProcessScheduler:
             ident = job_id(schedule, at)
             try:
                 await self.queue.enqueue(schedule.task, job_id=ident)
-                self.fired.append(ident)
             except Exception:  # a failed enqueue must not stop later runs
                 log.exception("could not enqueue %s", ident)
             due[schedule] = schedule.next_after(at)
