@@ -1,0 +1,479 @@
+"""Compile a resolved definition to ONE SQL statement (SQLAlchemy Core) for SQLite and PostgreSQL.
+
+``compile_members`` returns ``SELECT customer.id AS customer_id FROM customer WHERE <tree>``. Every
+value is a bound parameter. Each leaf is a two-valued condition on the customer row (never NULL), so
+``not`` is always the exact complement:
+
+- customer columns compare directly (``x IS NOT NULL AND x = :v``; ``ne``/``not_in`` are the
+  complement of ``eq``/``in``, so they include customers without a value);
+- tags, consents, profiles, events, orders and static segments are semi-joins
+  ``customer.id IN (SELECT customer_id FROM ... WHERE customer_id IS NOT NULL ...)`` with
+  ``GROUP BY customer_id HAVING ...`` for count and sum bounds, and anti-joins ``NOT EXISTS``;
+- referenced dynamic segments are inlined.
+
+With ``customer_id`` given, ``customer_id = :cid`` is added inside every subquery too, so checking
+one shopper reads only that shopper's rows (``ix_event_customer_id_occurred_at`` and friends).
+Erased customers are deleted rows, so they never match.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Select,
+    String,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from domain.catalog.models import Category, Product
+from domain.consents.models import Consent
+from domain.events.models import Event
+from domain.orders.models import Order
+from domain.profiles.models import CustomerProfile
+from domain.segments import rfm
+from domain.segments.definition import (
+    And,
+    Attribute,
+    Behavior,
+    Bounds,
+    ConsentCond,
+    Node,
+    Not,
+    Or,
+    OrderCond,
+    Profile,
+    Resolved,
+    SegmentRef,
+    Tag,
+    Window,
+)
+from domain.segments.models import SegmentMember
+from domain.sql import table
+from domain.users.models import Customer, CustomerTag
+
+customer = table(Customer)
+tags_t = table(CustomerTag)
+consent_t = table(Consent)
+profile_t = table(CustomerProfile)
+event_t = table(Event)
+order_t = table(Order)
+product_t = table(Product)
+category_t = table(Category)
+member_t = table(SegmentMember)
+
+LIKE_ESCAPE = "!"
+# Orders that never count: cancelled ones; refunded ones unless includeRefunded.
+NEVER_COUNTED = ("cancelled",)
+REFUNDED = ("refunded",)
+
+
+def like_escape(text: str) -> str:
+    """``text`` with LIKE wildcards made literal (escape character ``!``)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON attribute probes: the same meaning on PostgreSQL (jsonb) and SQLite (JSON1).
+
+
+class json_kind(FunctionElement[str]):
+    """The JSON type at a path of a document, normalised: 'string', 'number', 'true', 'false',
+    'null', 'object', 'array', or 'missing'. Never NULL."""
+
+    type = String()
+    inherit_cache = False  # the path is not part of a cache key
+
+    def __init__(self, doc: Any, path: tuple[str, ...]) -> None:
+        super().__init__(doc)
+        self.doc = doc
+        self.path = path
+
+
+class json_value(FunctionElement[Any]):
+    """The value at a path as text (``numeric=False``) or as a number; only meaningful where
+    ``json_kind`` says it is a string (text) or a number."""
+
+    inherit_cache = False
+
+    def __init__(self, doc: Any, path: tuple[str, ...], *, numeric: bool) -> None:
+        super().__init__(doc)
+        self.doc = doc
+        self.path = path
+        self.numeric = numeric
+        self.type = Float() if numeric else String()
+
+
+def _sqlite_path(path: tuple[str, ...]) -> Any:
+    # Keys are restricted to letters, digits, _ and - (definition.CUSTOM_KEY); still bound.
+    return literal("$" + "".join(f'."{part}"' for part in path), String())
+
+
+@compiles(json_kind, "postgresql")
+def _json_kind_pg(element: json_kind, compiler: Any, **kw: Any) -> str:
+    node = element.doc[element.path]
+    typeof = func.jsonb_typeof(node)
+    expr = func.coalesce(
+        case((typeof == "boolean", node.as_string()), else_=typeof), literal("missing")
+    )
+    return str(compiler.process(expr, **kw))
+
+
+@compiles(json_kind)
+def _json_kind_sqlite(element: json_kind, compiler: Any, **kw: Any) -> str:
+    typeof = func.json_type(element.doc, _sqlite_path(element.path))
+    expr = func.coalesce(
+        case(
+            (typeof.in_(["integer", "real"]), literal("number")),
+            (typeof == "text", literal("string")),
+            else_=typeof,
+        ),
+        literal("missing"),
+    )
+    return str(compiler.process(expr, **kw))
+
+
+@compiles(json_value, "postgresql")
+def _json_value_pg(element: json_value, compiler: Any, **kw: Any) -> str:
+    node = element.doc[element.path]
+    if not element.numeric:
+        return str(compiler.process(node.as_string(), **kw))
+    # Cast only what jsonb says is a number: a string there must not fail the whole statement.
+    guarded = case((func.jsonb_typeof(node) == "number", node.as_float()), else_=None)
+    return str(compiler.process(guarded, **kw))
+
+
+@compiles(json_value)
+def _json_value_sqlite(element: json_value, compiler: Any, **kw: Any) -> str:
+    path = _sqlite_path(element.path)
+    extract = func.json_extract(element.doc, path)
+    if not element.numeric:
+        expr = case((func.json_type(element.doc, path) == "text", extract), else_=None)
+    else:
+        expr = case(
+            (func.json_type(element.doc, path).in_(["integer", "real"]), extract), else_=None
+        )
+    return str(compiler.process(expr, **kw))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _defined(column: Any, cond: Any) -> ColumnElement[bool]:
+    return and_(column.is_not(None), cond)
+
+
+class _Compiler:
+    def __init__(self, resolved: Resolved, now: datetime, customer_id: int | None) -> None:
+        self.segments = resolved.segments
+        self.now = now
+        self.customer_id = customer_id
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def owner(self, column: Any) -> ColumnElement[bool]:
+        """Rows of a customer: of the one shopper when restricted, else of any (never NULL)."""
+        if self.customer_id is not None:
+            return column == self.customer_id  # type: ignore[no-any-return]
+        return column.is_not(None)  # type: ignore[no-any-return]
+
+    def correlated(self, column: Any) -> ColumnElement[bool]:
+        cond = column == customer.c.id
+        if self.customer_id is not None:
+            cond = and_(cond, column == self.customer_id)
+        return cond  # type: ignore[no-any-return]
+
+    def window(self, column: Any, window: Window | None) -> list[ColumnElement[bool]]:
+        if window is None:
+            return []
+        lo, hi = window.bounds(self.now)
+        conds = []
+        if lo is not None:
+            conds.append(column >= lo)
+        if hi is not None:
+            conds.append(column < hi)
+        return conds
+
+    def compare(
+        self, column: Any, op: str, values: tuple[Any, ...], kind: str
+    ) -> ColumnElement[bool]:
+        """A two-valued comparison of a nullable column."""
+        if op == "eq":
+            return _defined(column, column == values[0])
+        if op == "ne":
+            return not_(_defined(column, column == values[0]))
+        if op == "in":
+            return _defined(column, column.in_(list(values)))
+        if op == "not_in":
+            return not_(_defined(column, column.in_(list(values))))
+        if op in ("contains", "starts_with"):
+            text = like_escape(str(values[0]).lower())
+            pattern = f"%{text}%" if op == "contains" else f"{text}%"
+            return _defined(column, func.lower(column).like(pattern, escape=LIKE_ESCAPE))
+        if op == "gt":
+            return _defined(column, column > values[0])
+        if op == "gte":
+            return _defined(column, column >= values[0])
+        if op == "lt":
+            return _defined(column, column < values[0])
+        if op == "lte":
+            return _defined(column, column <= values[0])
+        if op == "between":
+            return _defined(column, and_(column >= values[0], column <= values[1]))
+        if op in ("is_set", "is_not_set"):
+            present = column.is_not(None)
+            if kind in ("str", "country"):
+                present = and_(present, column != "")
+            return present if op == "is_set" else not_(present)  # type: ignore[no-any-return]
+        if op in ("within_last_days", "more_than_days_ago"):
+            days = int(values[0])
+            if kind == "date":
+                today = self.now.date()
+                edge: Any = today - timedelta(days=days)
+                upper: Any = today
+            else:
+                edge = self.now - timedelta(days=days)
+                upper = self.now
+            if op == "within_last_days":
+                return _defined(column, and_(column >= edge, column <= upper))
+            return _defined(column, column < edge)
+        raise AssertionError(op)
+
+    # -- the tree -------------------------------------------------------------------------------
+
+    def node(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, And):
+            return and_(*(self.node(c) for c in node.children)) if node.children else true()
+        if isinstance(node, Or):
+            return or_(*(self.node(c) for c in node.children)) if node.children else false()
+        if isinstance(node, Not):
+            return not_(self.node(node.child))
+        if isinstance(node, Attribute):
+            return self.attribute(node)
+        if isinstance(node, Tag):
+            return self.tag(node)
+        if isinstance(node, ConsentCond):
+            return self.consent(node)
+        if isinstance(node, SegmentRef):
+            return self.segment(node)
+        if isinstance(node, Profile):
+            return self.profile(node)
+        if isinstance(node, Behavior):
+            return self.behavior(node)
+        if isinstance(node, OrderCond):
+            return self.order(node)
+        raise AssertionError(type(node))
+
+    def attribute(self, node: Attribute) -> ColumnElement[bool]:
+        if node.column is not None:
+            return self.compare(customer.c[node.column], node.op, node.values, node.kind)
+        assert node.key is not None
+        doc = customer.c.attributes
+        kind = json_kind(doc, node.key)
+        op = node.op
+        if op in ("is_set", "is_not_set"):
+            present = kind.not_in(["missing", "null"])
+            return present if op == "is_set" else not_(present)
+        if node.kind == "bool":
+            cond = kind == ("true" if node.values[0] else "false")
+            return cond if op == "eq" else not_(cond)
+        typed = "number" if node.kind == "float" else "string"
+        value = json_value(doc, node.key, numeric=node.kind == "float")
+        if op in ("ne", "not_in"):
+            positive = "eq" if op == "ne" else "in"
+            return not_(and_(kind == typed, self.compare(value, positive, node.values, "json")))
+        return and_(kind == typed, self.compare(value, op, node.values, "json"))
+
+    def tag(self, node: Tag) -> ColumnElement[bool]:
+        t = tags_t
+        if node.match == "none":
+            return ~exists().where(self.correlated(t.c.customer_id), t.c.tag.in_(list(node.tags)))
+        sub = select(t.c.customer_id).where(
+            self.owner(t.c.customer_id), t.c.tag.in_(list(node.tags))
+        )
+        if node.match == "all" and len(node.tags) > 1:
+            sub = sub.group_by(t.c.customer_id).having(func.count() == len(node.tags))
+        return customer.c.id.in_(sub)
+
+    def consent(self, node: ConsentCond) -> ColumnElement[bool]:
+        # Granted = the latest record of the purpose (highest id) says granted; no record = not.
+        k = consent_t.alias("k")
+        later = consent_t.alias("k_later")
+        latest_granted = select(k.c.customer_id).where(
+            self.owner(k.c.customer_id),
+            k.c.purpose == node.purpose,
+            k.c.granted.is_(True),
+            ~exists().where(
+                later.c.customer_id == k.c.customer_id,
+                later.c.purpose == node.purpose,
+                later.c.id > k.c.id,
+            ),
+        )
+        granted = customer.c.id.in_(latest_granted)
+        return granted if node.granted else not_(granted)
+
+    def segment(self, node: SegmentRef) -> ColumnElement[bool]:
+        ref = self.segments[node.segment_id]
+        if ref.kind == "static" or ref.tree is None:
+            m = member_t
+            inside: ColumnElement[bool] = customer.c.id.in_(
+                select(m.c.customer_id).where(
+                    m.c.segment_id == node.segment_id, self.owner(m.c.customer_id)
+                )
+            )
+        else:
+            inside = self.node(ref.tree)
+        return inside if node.member else not_(inside)
+
+    def profile(self, node: Profile) -> ColumnElement[bool]:
+        p = profile_t
+        if node.name == "rfmGroup":
+            r, f = p.c.r_score, p.c.f_score
+            cells = or_(
+                *(
+                    and_(r.in_(list(rs)), f.in_(list(fs)))
+                    for g in node.values
+                    for rs, fs in rfm.GRID[g]
+                )
+            )
+            member = and_(r.is_not(None), f.is_not(None), cells)
+            cond = member if node.op in ("eq", "in") else not_(member)
+        else:
+            cond = self.compare(p.c[node.column], node.op, node.values, node.kind)
+        return customer.c.id.in_(select(p.c.customer_id).where(self.owner(p.c.customer_id), cond))
+
+    def counted(
+        self,
+        key: Any,
+        conds: list[ColumnElement[bool]],
+        count: Bounds | None,
+        sums: list[tuple[Any, Bounds | None]],
+        did: bool,
+    ) -> ColumnElement[bool]:
+        """Customers whose matching rows number within ``count`` (default at least one) and whose
+        sums lie within their bounds; ``did=False`` negates."""
+        cmin = count.min if count is not None and count.min is not None else 1
+        cmax = count.max if count is not None else None
+        bounded = [(expr, b) for expr, b in sums if b is not None]
+        if cmin == 1 and cmax is None and not bounded:
+            if not did:
+                return ~exists().where(self.correlated(key), *conds)
+            return customer.c.id.in_(select(key).where(self.owner(key), *conds))
+        having: list[ColumnElement[bool]] = []
+        if cmin > 1:
+            having.append(func.count() >= cmin)
+        if cmax is not None:
+            having.append(func.count() <= cmax)
+        for expr, b in bounded:
+            assert b is not None
+            total = func.coalesce(func.sum(expr), 0)
+            if b.min is not None:
+                having.append(total >= b.min)
+            if b.max is not None:
+                having.append(total <= b.max)
+        sub = select(key).where(self.owner(key), *conds).group_by(key)
+        if having:
+            sub = sub.having(and_(*having))
+        positive: ColumnElement[bool] = customer.c.id.in_(sub)
+        zero_ok = cmin == 0 and all(b is None or b.min is None or b.min <= 0 for _, b in bounded)
+        if zero_ok:
+            positive = or_(positive, ~exists().where(self.correlated(key), *conds))
+        return positive if did else not_(positive)
+
+    def behavior(self, node: Behavior) -> ColumnElement[bool]:
+        e = event_t
+        conds: list[ColumnElement[bool]] = [e.c.type == node.event_type]
+        if node.product_id is not None:
+            conds.append(e.c.product_id == node.product_id)
+        if node.category_id is not None or node.brand is not None:
+            product_conds: list[ColumnElement[bool]] = []
+            if node.category_id is not None:
+                product_conds.append(product_t.c.category_id.in_(self.subtree(node.category_id)))
+            if node.brand is not None:
+                product_conds.append(product_t.c.brand == node.brand)
+            conds.append(e.c.product_id.in_(select(product_t.c.id).where(*product_conds)))
+        if node.currency is not None:
+            conds.append(e.c.currency == node.currency)
+        if node.occurrence != "any":
+            # The first (last) matching event ever must fall inside the window.
+            edge = (
+                func.min(e.c.occurred_at)
+                if node.occurrence == "first"
+                else func.max(e.c.occurred_at)
+            )
+            having = self.window(edge, node.window)
+            sub = select(e.c.customer_id).where(self.owner(e.c.customer_id), *conds)
+            if having:
+                sub = sub.group_by(e.c.customer_id).having(and_(*having))
+            inside: ColumnElement[bool] = customer.c.id.in_(sub)
+            return inside if node.did else not_(inside)
+        conds += self.window(e.c.occurred_at, node.window)
+        return self.counted(e.c.customer_id, conds, node.count, [(e.c.value, node.value)], node.did)
+
+    def subtree(self, category_id: int) -> Select[Any]:
+        """Ids of a category and all its sub-categories (paths are joined with " > ")."""
+        root = category_t.alias("cat_root")
+        sub = category_t.alias("cat_sub")
+        root_path = select(root.c.path).where(root.c.id == category_id).scalar_subquery()
+        escaped = func.replace(
+            func.replace(
+                func.replace(root_path, "!", "!!", type_=String()), "%", "!%", type_=String()
+            ),
+            "_",
+            "!_",
+            type_=String(),
+        )
+        return select(sub.c.id).where(
+            or_(sub.c.path == root_path, sub.c.path.like(escaped + " > %", escape=LIKE_ESCAPE))
+        )
+
+    def order(self, node: OrderCond) -> ColumnElement[bool]:
+        o = order_t
+        excluded = NEVER_COUNTED + (() if node.include_refunded else REFUNDED)
+        conds: list[ColumnElement[bool]] = [o.c.status.not_in(list(excluded))]
+        if node.currency is not None:
+            conds.append(o.c.currency == node.currency)
+        if node.coupon_code is not None:
+            conds.append(o.c.coupon_code == node.coupon_code)
+        if node.order_value is not None:
+            if node.order_value.min is not None:
+                conds.append(o.c.total >= node.order_value.min)
+            if node.order_value.max is not None:
+                conds.append(o.c.total <= node.order_value.max)
+        conds += self.window(o.c.placed_at, node.window)
+        return self.counted(
+            o.c.customer_id, conds, node.count, [(o.c.total, node.total_value)], node.did
+        )
+
+
+def compile_condition(
+    resolved: Resolved, *, now: datetime, customer_id: int | None = None
+) -> ColumnElement[bool]:
+    """The WHERE condition on ``customer`` alone (for callers composing their own statement)."""
+    return _Compiler(resolved, now, customer_id).node(resolved.tree)
+
+
+def compile_members(
+    resolved: Resolved, *, now: datetime, customer_id: int | None = None
+) -> Select[Any]:
+    """``SELECT customer.id AS customer_id FROM customer WHERE <definition>``."""
+    stmt = select(customer.c.id.label("customer_id")).where(
+        compile_condition(resolved, now=now, customer_id=customer_id)
+    )
+    if customer_id is not None:
+        stmt = stmt.where(customer.c.id == customer_id)
+    return stmt
