@@ -41,6 +41,15 @@ class Event(SQLModel, table=True):
         Index("ix_event_occurred_at", "occurred_at"),
         Index("ix_event_anonymous_id", "anonymous_id"),
         Index("ix_event_product_id", "product_id"),
+        # Segments: "did <type> (for these products) in the last N days, with count/value bounds"
+        # reads only this index on PostgreSQL (index-only scan); docs/segments.md.
+        Index(
+            "ix_event_type_occurred_at_customer_id",
+            "type",
+            "occurred_at",
+            "customer_id",
+            postgresql_include=["product_id", "value", "currency"],
+        ),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
