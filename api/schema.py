@@ -17,7 +17,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from api import execution, input_depth
+from api import execution, input_coercion, input_depth
 from api.audit.queries import AuditQueries
 from api.auth.permissions import Forbidden, Unauthenticated
 from api.catalog.mutations import CatalogMutations
@@ -299,6 +299,7 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
     )
     execution.install(schema._schema, USER_FAST_RESOLVERS)
     input_depth.install()
+    input_coercion.install()
     install_track_events_fast_path(schema._schema)
     schema.execution_context_class = execution.executor_for(schema._schema)
     return schema
