@@ -37,8 +37,9 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from domain.catalog.models import Category, Product
 from domain.consents.models import Consent
@@ -76,6 +77,7 @@ product_t = table(Product)
 category_t = table(Category)
 member_t = table(SegmentMember)
 
+CustomerId = int | BindParameter[int]
 LIKE_ESCAPE = "!"
 # Orders that never count: cancelled ones; refunded ones unless includeRefunded.
 NEVER_COUNTED = ("cancelled",)
@@ -96,7 +98,11 @@ class json_kind(FunctionElement[str]):
     'null', 'object', 'array', or 'missing'. Never NULL."""
 
     type = String()
-    inherit_cache = False  # the path is not part of a cache key
+    # The path is part of the cache key (it is rendered as a bound parameter at compile time).
+    _traverse_internals = [
+        *FunctionElement._traverse_internals,
+        ("path", InternalTraversal.dp_plain_obj),
+    ]
 
     def __init__(self, doc: Any, path: tuple[str, ...]) -> None:
         super().__init__(doc)
@@ -108,7 +114,11 @@ class json_value(FunctionElement[Any]):
     """The value at a path as text (``numeric=False``) or as a number; only meaningful where
     ``json_kind`` says it is a string (text) or a number."""
 
-    inherit_cache = False
+    _traverse_internals = [
+        *FunctionElement._traverse_internals,
+        ("path", InternalTraversal.dp_plain_obj),
+        ("numeric", InternalTraversal.dp_boolean),
+    ]
 
     def __init__(self, doc: Any, path: tuple[str, ...], *, numeric: bool) -> None:
         super().__init__(doc)
@@ -178,7 +188,7 @@ def _defined(column: Any, cond: Any) -> ColumnElement[bool]:
 
 
 class _Compiler:
-    def __init__(self, resolved: Resolved, now: datetime, customer_id: int | None) -> None:
+    def __init__(self, resolved: Resolved, now: datetime, customer_id: CustomerId | None) -> None:
         self.segments = resolved.segments
         self.now = now
         self.customer_id = customer_id
@@ -461,16 +471,22 @@ class _Compiler:
 
 
 def compile_condition(
-    resolved: Resolved, *, now: datetime, customer_id: int | None = None
+    resolved: Resolved, *, now: datetime, customer_id: CustomerId | None = None
 ) -> ColumnElement[bool]:
-    """The WHERE condition on ``customer`` alone (for callers composing their own statement)."""
+    """The WHERE condition on ``customer`` alone, for callers composing their own statement (e.g.
+    one ``SELECT <condition 1>, <condition 2>, ... FROM customer WHERE id = :cid`` over many
+    segments)."""
     return _Compiler(resolved, now, customer_id).node(resolved.tree)
 
 
 def compile_members(
-    resolved: Resolved, *, now: datetime, customer_id: int | None = None
+    resolved: Resolved, *, now: datetime, customer_id: CustomerId | None = None
 ) -> Select[Any]:
-    """``SELECT customer.id AS customer_id FROM customer WHERE <definition>``."""
+    """``SELECT customer.id AS customer_id FROM customer WHERE <definition>``.
+
+    ``customer_id`` restricts the statement to one shopper, inside every subquery; it may be a
+    ``bindparam("customer_id")`` so one built statement serves every shopper (execute it with
+    ``{"customer_id": id}``)."""
     stmt = select(customer.c.id.label("customer_id")).where(
         compile_condition(resolved, now=now, customer_id=customer_id)
     )

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.db import Database
@@ -294,6 +294,14 @@ async def test_per_customer_restriction_agrees_with_the_full_query(db: Database)
         for name in sorted(ALL):
             one = await members(db, w, doc, customer_id=w[name])
             assert one == ({name} & full), (doc, name)
+        # One statement built with a bound customer id serves every shopper.
+        async with db.read_only() as s:
+            stmt = compile_members(
+                await validate(s, doc), now=NOW, customer_id=bindparam("customer_id")
+            )
+            for name in sorted(ALL):
+                ids = (await s.execute(stmt, {"customer_id": w[name]})).scalars().all()
+                assert {w.names[i] for i in ids} == ({name} & full), (doc, name)
 
 
 async def test_segment_references(db: Database) -> None:
