@@ -15,9 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.privacy.cli import privacy_app
+from api.segments_cli import segments_app
 from domain.audit import service as audit
 from domain.audit.service import Actor
 from domain.settings import ConfigurationError, get_settings
+from recommend.cli import recommend_app
 
 T = TypeVar("T")
 
@@ -56,6 +58,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(recommend_app, name="recommend")
+app.add_typer(segments_app, name="segments")
 
 err = Console(stderr=True)
 out = Console()
@@ -130,6 +134,22 @@ def migrate(
 
     upgrade(get_settings().database_url, revision)
     err.print(f"database migrated to {revision}")
+    if revision == "head":
+        from api.segments_cli import seed_builtins
+
+        async def seed() -> dict[str, list[str]]:
+            db = _db()
+            try:
+                return await seed_builtins(db)
+            finally:
+                await db.dispose()
+
+        seeded = _run(seed)
+        if seeded["created"] or seeded["updated"]:
+            err.print(
+                f"built-in segments: {len(seeded['created'])} created, "
+                f"{len(seeded['updated'])} updated"
+            )
 
 
 @clients_app.command("create")
@@ -353,7 +373,12 @@ def demo_load(
                 )
                 if activity:
                     loaded |= await load_activity(db, settings, seed=seed, progress=report)
-                return loaded
+            # Built-in segments, then every dynamic segment refreshed (with its own progress).
+            from api.segments_cli import refresh_with_progress, seed_builtins
+
+            await seed_builtins(db)
+            loaded["segments refreshed"] = (await refresh_with_progress(db))["segments"]
+            return loaded
         finally:
             await db.dispose()
 

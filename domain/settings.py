@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         description="The API writes the profile counters of ingested events (first/last seen, "
         "event count) behind, coalesced per customer, every this many ms; 0: in each request.",
     )
+    segment_refresh_minutes: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Refresh dynamic segments every this many minutes (a divisor of 60 keeps "
+        "the runs evenly spaced: they run at the minutes 0, n, 2n, ... of each hour).",
+    )
     event_retention_days: int = Field(
         395, ge=1, description="Raw events older than this are rolled up into daily aggregates."
     )

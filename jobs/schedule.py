@@ -36,8 +36,27 @@ class Schedule:
         ).replace(tzinfo=UTC)
 
 
+def every_minutes(n: int) -> set[int]:
+    """The minutes of an hour a job running every ``n`` minutes starts at."""
+    return set(range(0, 60, max(1, min(n, 60))))
+
+
+def _segment_refresh_minutes() -> set[int]:
+    from domain.settings import get_settings
+
+    try:
+        return every_minutes(get_settings().segment_refresh_minutes)
+    except Exception:  # settings that fail to load fail the process elsewhere, with a message
+        return every_minutes(5)
+
+
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule("recompute_profiles", "Recompute shopper profiles (RFM, lifecycle, CLV)", minute=15),
+    Schedule(
+        "refresh_segments",
+        "Refresh the membership of every active dynamic segment",
+        minute=_segment_refresh_minutes(),
+    ),
     Schedule("purge_events", "Roll up and delete raw events past retention", hour=3, minute=30),
     Schedule("purge_exports", "Delete expired data exports", hour=4, minute=0),
 )

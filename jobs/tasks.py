@@ -49,7 +49,35 @@ async def recompute_profiles(ctx: dict[str, Any]) -> dict[str, Any]:
 
     result = (await recompute(ctx["db"], ctx["settings"])).summary()
     logging.getLogger("precis.profiles").info("profiles recomputed %s", result)
+    # Segments on profile fields (RFM, lifecycle, CLV, spend level) follow the new profiles.
+    from domain.segments.membership import refresh_all
+
+    result["segments"] = (await refresh_all(ctx["db"], only=lambda c: c.deps.profile)).as_dict()
     return result
+
+
+async def refresh_segments(
+    ctx: dict[str, Any], segment_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """Refresh every active dynamic segment's membership (or only ``segment_ids``), each segment in
+    its own transaction: safe to interrupt and to run twice."""
+    import logging
+
+    from domain.segments.membership import refresh_all
+
+    result = (await refresh_all(ctx["db"], segment_ids=segment_ids)).as_dict()
+    logging.getLogger("precis.segments").info("segments refreshed %s", result)
+    return result
+
+
+async def reevaluate_segments(
+    ctx: dict[str, Any], who: dict[str, Any], changes: dict[str, Any]
+) -> dict[str, int]:
+    """Re-evaluate the segments ``changes`` can affect for the shoppers ``who`` names (queued by
+    the API after a commit; see ``domain.segments.membership.queue_reevaluation``)."""
+    from domain.segments.membership import reevaluate_job
+
+    return await reevaluate_job(ctx["db"], who, changes)
 
 
 TASKS: list[Callable[..., Awaitable[Any]]] = [
@@ -58,4 +86,6 @@ TASKS: list[Callable[..., Awaitable[Any]]] = [
     purge_exports,
     purge_events,
     recompute_profiles,
+    refresh_segments,
+    reevaluate_segments,
 ]

@@ -192,6 +192,12 @@ async def record_consents(info: Any, customer_id: int, consents: list[Any]) -> S
         )
     except DomainError as exc:
         return refused_consents(exc)
+    from domain.segments.membership import CONSENT_CHANGES, queue_reevaluation
+
+    ctx = info.context
+    queue_reevaluation(
+        ctx.jobs, f"{ctx.request_id}:consents", CONSENT_CHANGES, customer_ids=[customer_id]
+    )
     return SetConsentsPayload(
         consents=rows,  # type: ignore[arg-type]
         state=UserConsents(customer_id=customer_id),

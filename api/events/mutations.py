@@ -17,6 +17,7 @@ from api.users.queries import find_user
 from api.users.types import User
 from domain.errors import DomainError
 from domain.events import service
+from domain.segments.membership import EVERYTHING, queue_after_events, queue_reevaluation
 
 TRACK_CODES = [
     "INVALID",
@@ -164,11 +165,12 @@ class EventMutations:
     )
     async def track_events(self, info: Info, input: TrackEventsInput) -> TrackEventsPayload:
         ctx = info.context
+        items = items_of(input.events)
         try:
             result = await service.track_events(
                 ctx.session,
                 ctx.actor,
-                items_of(input.events),
+                items,
                 ctx.services.settings,
                 touch=None if ctx.services.touch is None else ctx.services.touch.add,
             )
@@ -180,6 +182,8 @@ class EventMutations:
                 unlinked=0,
                 errors=to_errors(TrackEventsError, TrackEventsErrorCode, exc),
             )
+        if result.accepted:
+            queue_after_events(ctx.jobs, f"{ctx.request_id}:events", items, ctx.actor.customer_id)
         return TrackEventsPayload(
             accepted=result.accepted,
             duplicates=result.duplicates,
@@ -217,6 +221,9 @@ class EventMutations:
                 orders_moved=0,
                 errors=to_errors(IdentifyError, IdentifyErrorCode, exc),
             )
+        queue_reevaluation(
+            ctx.jobs, f"{ctx.request_id}:identify", EVERYTHING, customer_ids=[result.customer_id]
+        )
         from api.users.loaders import user_loader
 
         user = await ctx.loader("user", user_loader).load(result.customer_id)
@@ -294,11 +301,12 @@ def install_fast_path(schema: Any) -> None:
                 permission.on_unauthorized()
         ctx = info.context
         events = input["events"]
+        items = items_of_coerced(events)
         try:
             result = await service.track_events(
                 ctx.session,
                 ctx.actor,
-                items_of_coerced(events),
+                items,
                 ctx.services.settings,
                 touch=None if ctx.services.touch is None else ctx.services.touch.add,
             )
@@ -310,6 +318,8 @@ def install_fast_path(schema: Any) -> None:
                 unlinked=0,
                 errors=to_errors(TrackEventsError, TrackEventsErrorCode, exc),
             )
+        if result.accepted:
+            queue_after_events(ctx.jobs, f"{ctx.request_id}:events", items, ctx.actor.customer_id)
         return TrackEventsPayload(
             accepted=result.accepted,
             duplicates=result.duplicates,

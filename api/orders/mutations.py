@@ -16,6 +16,7 @@ from api.inputs import provided
 from api.orders.types import Order, OrderStatus
 from domain.errors import DomainError
 from domain.orders import service
+from domain.segments.membership import ORDER_CHANGES, queue_reevaluation
 
 COMMON = [
     "INVALID",
@@ -196,6 +197,13 @@ def _order_pk(value: strawberry.ID | None) -> int | None:
         raise DomainError.one("INVALID", str(exc), "input", "orderId") from exc
 
 
+def segments_after_orders(ctx: Any, what: str, customer_ids: list[int | None]) -> None:
+    """Re-evaluate the order-based segments of these shoppers once the request commits."""
+    queue_reevaluation(
+        ctx.jobs, f"{ctx.request_id}:{what}", ORDER_CHANGES, customer_ids=customer_ids
+    )
+
+
 @strawberry.type
 class OrderMutations:
     @strawberry.mutation(
@@ -218,6 +226,7 @@ class OrderMutations:
                 rejected=len(input.orders),
                 errors=to_errors(RecordOrdersError, RecordOrdersErrorCode, exc),
             )
+        segments_after_orders(ctx, "orders", [o.customer_id for o in result.orders if o])
         return RecordOrdersPayload(
             orders=result.orders,  # type: ignore[arg-type]
             created=result.created,
@@ -248,6 +257,7 @@ class OrderMutations:
             return RefundOrderPayload(
                 order=None, errors=to_errors(RefundOrderError, RefundOrderErrorCode, exc)
             )
+        segments_after_orders(ctx, "refund", [row.customer_id])
         return RefundOrderPayload(order=row, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(
@@ -268,4 +278,5 @@ class OrderMutations:
             return CancelOrderPayload(
                 order=None, errors=to_errors(CancelOrderError, CancelOrderErrorCode, exc)
             )
+        segments_after_orders(ctx, "cancel", [row.customer_id])
         return CancelOrderPayload(order=row, errors=[])  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from api.users.queries import find_user, user_pk
 from api.users.types import User
 from domain.audit import service as audit
 from domain.errors import DomainError
+from domain.segments.membership import USER_CHANGES, queue_reevaluation
 from domain.users import service
 
 COMMON = [
@@ -112,6 +113,14 @@ class TagUsersPayload:
     errors: list[TagUsersError]  # type: ignore[valid-type]
 
 
+def segments_after_users(info: Info, what: str, customer_ids: list[int | None]) -> None:
+    """Re-evaluate the attribute and tag segments of these users once the request commits."""
+    ctx = info.context
+    queue_reevaluation(
+        ctx.jobs, f"{ctx.request_id}:{what}", USER_CHANGES, customer_ids=customer_ids
+    )
+
+
 async def _tag(info: Info, input: TagUsersInput, *, add: bool) -> TagUsersPayload:
     try:
         if len(input.user_ids) > service.MAX_BATCH:
@@ -134,6 +143,7 @@ async def _tag(info: Info, input: TagUsersInput, *, add: bool) -> TagUsersPayloa
             for pk in found
         ],
     )
+    segments_after_users(info, "tags", [*found])
     rows = await repository.by_ids(info.context.session, found)
     return TagUsersPayload(users=[rows[i] for i in found], errors=[])  # type: ignore[misc]
 
@@ -162,6 +172,7 @@ class UserMutations:
                 for row, item in zip(rows, items, strict=True)
             ],
         )
+        segments_after_users(info, "upsert", [row.id for row in rows])
         return UpsertUsersPayload(users=rows, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[RequireScopes("users:write")])
@@ -186,6 +197,7 @@ class UserMutations:
             row.id,
             fields=_written(fields),
         )
+        segments_after_users(info, "update", [row.id])
         return UpdateUserPayload(user=row, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[RequireScopes("users:write")])

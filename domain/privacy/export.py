@@ -194,6 +194,32 @@ async def identity_links_section(session: AsyncSession, keys: Keys, customer_id:
     ]
 
 
+@register("segments")
+async def segments_section(session: AsyncSession, keys: Keys, customer_id: int) -> Any:
+    """Current memberships (segment, entry time) and every recorded entry and exit."""
+    from domain.segments.models import Segment, SegmentMember, SegmentTransition
+
+    seg, m, tr = table(Segment), table(SegmentMember), table(SegmentTransition)
+    stmt = (
+        select(seg.c.id, seg.c.name, seg.c.key, m.c.entered_at)
+        .join(m, m.c.segment_id == seg.c.id)
+        .where(m.c.customer_id == customer_id)
+        .order_by(m.c.entered_at, seg.c.id)
+    )
+    memberships = [
+        {"segment_id": r.id, "name": r.name, "key": r.key, "entered_at": r.entered_at}
+        for r in (await session.execute(stmt)).all()
+    ]
+    log = (
+        select(tr.c.id, tr.c.segment_id, seg.c.name, tr.c.kind, tr.c.version, tr.c.occurred_at)
+        .join(seg, seg.c.id == tr.c.segment_id)
+        .where(tr.c.customer_id == customer_id)
+        .order_by(tr.c.id)
+    )
+    transitions = [_row(r, drop=("id",)) for r in (await session.execute(log)).all()]
+    return {"memberships": memberships, "transitions": transitions}
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
