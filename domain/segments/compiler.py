@@ -454,7 +454,10 @@ class _Compiler:
     def order(self, node: OrderCond) -> ColumnElement[bool]:
         o = order_t
         excluded = NEVER_COUNTED + (() if node.include_refunded else REFUNDED)
-        conds: list[ColumnElement[bool]] = [o.c.status.not_in(list(excluded))]
+        conds: list[ColumnElement[bool]] = [
+            o.c.status.not_in(list(excluded)),
+            o.c.cancelled_at.is_(None),  # cancelled, as the profiles count it (docs/profiles.md)
+        ]
         if node.currency is not None:
             conds.append(o.c.currency == node.currency)
         if node.coupon_code is not None:

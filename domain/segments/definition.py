@@ -296,7 +296,8 @@ def logic_depth(node: Node) -> int:
 
 
 class _Parser:
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, root: Path) -> None:
+        self.root = root
         self.errors: list[FieldError] = []
         self.nodes = 0
         self.too_many = False
@@ -311,7 +312,7 @@ class _Parser:
         self.nodes += 1
         if self.nodes > MAX_NODES and not self.too_many:
             self.too_many = True
-            self.error("TOO_MANY", f"a definition has at most {MAX_NODES} conditions", path[:1])
+            self.error("TOO_MANY", f"a definition has at most {MAX_NODES} conditions", self.root)
         if not isinstance(doc, dict):
             self.error("INVALID", "a condition must be an object with exactly one key", path)
             return None
@@ -964,7 +965,7 @@ class _Parser:
 
 def parse(doc: Any, *, path: Path = ("definition",), now: datetime | None = None) -> Node:
     """The tree of a definition; raises DomainError listing every error found (with its path)."""
-    parser = _Parser(now or datetime.now(UTC))
+    parser = _Parser(now or datetime.now(UTC), tuple(path))
     node = parser.node(doc, tuple(path), 0)
     if parser.errors or node is None:
         raise DomainError(parser.errors or [FieldError("INVALID", "invalid definition", path)])

@@ -324,6 +324,9 @@ def test_node_limit() -> None:
     leaf = {"tag": {"tags": ["a"]}}
     parse({"or": [leaf] * 299})
     assert errors({"or": [leaf] * 300}) == [("TOO_MANY", ("definition",))]
+    with pytest.raises(DomainError) as exc:
+        parse({"or": [leaf] * 300}, path=("input", "definition"))
+    assert [(e.code, e.field) for e in exc.value.errors] == [("TOO_MANY", ("input", "definition"))]
 
 
 def test_limits_at_the_edge_are_accepted() -> None:
