@@ -295,6 +295,12 @@ def logic_depth(node: Node) -> int:
 # parse
 
 
+def _opt(body: dict[str, Any], name: str, default: Any) -> Any:
+    """An optional field; an explicit null (as GraphQL inputs send) means "not given"."""
+    value = body.get(name)
+    return default if value is None else value
+
+
 class _Parser:
     def __init__(self, now: datetime, root: Path) -> None:
         self.root = root
@@ -662,7 +668,7 @@ class _Parser:
         if not self.fields(body, path, ("tags", "match")):
             return None
         tags = self.required(body, "tags", path)
-        match = body.get("match", "any")
+        match = _opt(body, "match", "any")
         ok = True
         if isinstance(match, str) and match.lower() in ("any", "all", "none"):
             match = match.lower()
@@ -696,7 +702,7 @@ class _Parser:
         if not self.fields(body, path, ("purpose", "granted")):
             return None
         purpose = self.required(body, "purpose", path)
-        granted = body.get("granted", True)
+        granted = _opt(body, "granted", True)
         ok = True
         if purpose is not None and (
             not isinstance(purpose, str) or purpose.lower() not in PURPOSES
@@ -715,7 +721,7 @@ class _Parser:
         if not self.fields(body, path, ("segmentId", "member")):
             return None
         raw = self.required(body, "segmentId", path)
-        member = body.get("member", True)
+        member = _opt(body, "member", True)
         segment_id = None if raw is None else self.integer(raw, (*path, "segmentId"), lo=1)
         member_ok = self.boolean(member, (*path, "member"))
         if segment_id is None or member_ok is None:
@@ -839,7 +845,7 @@ class _Parser:
         if not self.fields(body, path, allowed):
             return None
         ok = True
-        did = self.boolean(body.get("did", True), (*path, "did"))
+        did = self.boolean(_opt(body, "did", True), (*path, "did"))
         ok &= did is not None
         event_type = self.required(body, "eventType", path)
         if event_type is not None:
@@ -884,7 +890,7 @@ class _Parser:
             ok &= currency is not None
         window, good = self.window(body.get("window"), (*path, "window"))
         ok &= good
-        occurrence = body.get("occurrence", "any")
+        occurrence = _opt(body, "occurrence", "any")
         if not isinstance(occurrence, str) or occurrence.lower() not in ("any", "first", "last"):
             self.error(
                 "INVALID_VALUE", "occurrence is one of: any, first, last", (*path, "occurrence")
@@ -929,8 +935,8 @@ class _Parser:
         if not self.fields(body, path, allowed):
             return None
         ok = True
-        did = self.boolean(body.get("did", True), (*path, "did"))
-        refunded = self.boolean(body.get("includeRefunded", False), (*path, "includeRefunded"))
+        did = self.boolean(_opt(body, "did", True), (*path, "did"))
+        refunded = self.boolean(_opt(body, "includeRefunded", False), (*path, "includeRefunded"))
         ok &= did is not None and refunded is not None
         count, good = self.bounds(body.get("count"), (*path, "count"), self.count)
         ok &= good
@@ -1084,7 +1090,10 @@ async def validate(session: AsyncSession, doc: Any, *, segment_id: int | None = 
         at = top or node
         where = (*at.path, "segmentId")
         if node.segment_id in broken:
-            message = "no such active segment"
+            message = (
+                f"segment {node.segment_id} does not exist, is archived, or its definition "
+                "no longer validates"
+            )
             errors.append(FieldError("NOT_FOUND", message, where))
             return
         if node.segment_id == segment_id or node.segment_id in stack:

@@ -441,3 +441,131 @@ async def test_cycles(db: Database) -> None:
     assert await codes({"and": [{"segment": {"segmentId": deep}}]}, static) == [
         ("TOO_DEEP", ("definition", "and", "0", "segment", "segmentId"))
     ]
+
+
+def test_explicit_nulls_mean_not_given() -> None:
+    tree = parse(
+        {
+            "behavior": {
+                "eventType": "view",
+                "did": None,
+                "occurrence": None,
+                "count": None,
+                "value": None,
+                "window": None,
+                "productId": None,
+            }
+        }
+    )
+    assert parse({"behavior": {"eventType": "view"}}) == tree
+    parse({"order": {"did": None, "includeRefunded": None, "window": {"lastDays": 3, "to": None}}})
+    parse(
+        {"attribute": {"field": "country", "key": None, "op": "eq", "value": "DE", "values": None}}
+    )
+
+
+def test_hostile_documents_never_crash() -> None:
+    """Random JSON (wrong types everywhere, odd numbers, deep nesting) gives DomainError or a tree,
+    never another exception."""
+    import random
+
+    rng = random.Random(7)
+    names = [
+        "and",
+        "or",
+        "not",
+        "attribute",
+        "tag",
+        "consent",
+        "segment",
+        "profile",
+        "behavior",
+        "order",
+        "field",
+        "key",
+        "op",
+        "value",
+        "values",
+        "tags",
+        "match",
+        "purpose",
+        "granted",
+        "segmentId",
+        "member",
+        "eventType",
+        "count",
+        "window",
+        "min",
+        "max",
+        "lastDays",
+        "from",
+        "to",
+        "occurrence",
+        "currency",
+        "did",
+        "orderValue",
+        "totalValue",
+        "country",
+        "gt",
+        "between",
+        "in",
+        "rfmGroup",
+        "createdAt",
+        "birthDate",
+        "vip.level",
+    ]
+    atoms: list[Any] = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**70,
+        1.5,
+        float("inf"),
+        float("nan"),
+        "",
+        "x" * 300,
+        "NaN",
+        "1e999999",
+        "2024-01-01",
+        "2024-01-01T00:00:00Z",
+        "DE",
+        "purchase",
+        "eq",
+        [],
+        {},
+    ]
+
+    def junk(depth: int) -> Any:
+        roll = rng.random()
+        if depth <= 0 or roll < 0.3:
+            return rng.choice(atoms + names)
+        if roll < 0.5:
+            return [junk(depth - 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(names): junk(depth - 1) for _ in range(rng.randint(1, 3))}
+
+    for _ in range(3000):
+        doc = junk(6)
+        try:
+            parse(doc)
+        except DomainError as exc:
+            assert exc.errors and all(e.field[:1] == ("definition",) for e in exc.errors)
+
+
+async def test_dependencies_follow_references(db: Database) -> None:
+    static = await add_segment(db, kind="static")
+    inner = await add_segment(
+        db,
+        definition={
+            "and": [
+                {"segment": {"segmentId": static}},
+                {"behavior": {"eventType": "add_to_cart", "window": {"lastHours": 24}}},
+            ]
+        },
+    )
+    async with db.read_only() as s:
+        resolved = await validate(s, {"not": {"segment": {"segmentId": inner, "member": True}}})
+    assert dependencies(resolved) == Deps(
+        event_types=frozenset({"add_to_cart"}), static_segments=frozenset({static}), time=True
+    )
