@@ -36,6 +36,8 @@ from api.privacy.mutations import PrivacyMutations
 from api.privacy.queries import PrivacyQueries
 from api.relay import Node
 from api.scalars import OVERRIDES as SCALAR_OVERRIDES
+from api.segments.mutations import SegmentMutations
+from api.segments.queries import SegmentQueries
 from api.tasks.queries import TaskQueries
 from api.users.mutations import UserMutations
 from api.users.queries import UserQueries
@@ -50,6 +52,7 @@ NODE_SCOPES = {
     "Product": ("catalog:read",),
     "Category": ("catalog:read",),
     "Order": ("users:read",),
+    "Segment": ("segments:read",),
 }
 
 
@@ -170,6 +173,7 @@ class NodeQueries:
             raise Forbidden("missing scope(s): " + " ".join(missing))
         from api.catalog.loaders import category_loader, product_loader
         from api.orders.loaders import order_loader
+        from api.segments.loaders import segment_loader
         from api.users.loaders import user_loader
 
         loader = {
@@ -177,6 +181,7 @@ class NodeQueries:
             "Product": product_loader,
             "Category": category_loader,
             "Order": order_loader,
+            "Segment": segment_loader,
         }[type_name]
         found: Any = await info.context.loader(type_name.lower(), loader).load(pk)
         return found  # type: ignore[no-any-return]
@@ -194,6 +199,7 @@ Query = merge_types(
         PrivacyQueries,
         EventQueries,
         OrderQueries,
+        SegmentQueries,
     ),
 )
 Mutation = merge_types(
@@ -206,6 +212,7 @@ Mutation = merge_types(
         PrivacyMutations,
         EventMutations,
         OrderMutations,
+        SegmentMutations,
     ),
 )
 

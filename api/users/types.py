@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from api.auth.permissions import RequireScopes
 from api.consents.types import UserConsents
 from api.events.types import UsersReadOrSelf
 from api.execution import fast_resolver
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from api.events.types import Event
     from api.orders.types import Order
     from api.profiles.types import Profile
+    from api.segments.types import SegmentMembership
 
 
 def _pii(info: Info, root: Customer, column: str, mask: Any) -> str | None:
@@ -132,6 +134,19 @@ class User(Node):
 
         row = await info.context.loader("user_profile", profile_loader).load(root.id)
         return Profile(row)
+
+    @strawberry.field(
+        permission_classes=[RequireScopes("segments:read")],
+        description="The active segments the user is in now, with the time each was entered "
+        "(needs segments:read, else null with a FORBIDDEN error; not for shopper tokens).",
+    )
+    @staticmethod
+    async def segments(
+        root: Customer, info: Info
+    ) -> list[Annotated[SegmentMembership, strawberry.lazy("api.segments.types")]] | None:
+        from api.segments.types import user_segments
+
+        return await user_segments(info, root.id or 0)  # type: ignore[return-value]
 
     @classmethod
     def is_type_of(cls, obj: Any, info: Info) -> bool:

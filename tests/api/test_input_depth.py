@@ -43,13 +43,20 @@ def chain(depth: int) -> dict[str, Any]:
     return value
 
 
+# The schema's recursive input types (a segment definition is a tree): walked by graphql-core.
+RECURSIVE = {"SegmentCondition", "CreateSegmentInput", "UpdateSegmentInput"}
+
+
 def test_bounded_types_are_not_walked_and_answer_no() -> None:
     schema = build_schema(Settings(_env_file=None))  # type: ignore[call-arg]
     inputs = [t for t in schema._schema.type_map.values() if isinstance(t, GraphQLInputObjectType)]
     assert inputs
+    unbounded = set()
     for named in inputs:
         bound = input_depth.depth_bound(GraphQLNonNull(GraphQLList(named)))
-        assert bound <= MAX_NESTING_DEPTH, named.name
+        if bound > MAX_NESTING_DEPTH:
+            unbounded.add(named.name)
+    assert unbounded == RECURSIVE
     flat = GraphQLNonNull(GraphQLList(FLAT))
     assert input_depth.depth_bound(flat) == 3
     value = [{"a": "x", "b": ["y"] * 5}] * 3

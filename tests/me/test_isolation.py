@@ -54,6 +54,9 @@ FORBIDDEN_QUERIES: dict[str, str] = {
     "events": "every shopper's events: users:read (a shopper reads its own via me.user.events)",
     "order": "any order: users:read (a shopper reads its own via me.user.orders)",
     "orders": "every shopper's orders: users:read",
+    "previewSegment": "segments are marketing's view of shoppers: segments:read",
+    "segment": "segments:read (a shopper does not see its own segments, not even through me)",
+    "segments": "segments:read",
 }
 FORBIDDEN_MUTATIONS: dict[str, str] = {
     "upsertUsers": "creates and changes shoppers: users:write",
@@ -70,6 +73,13 @@ FORBIDDEN_MUTATIONS: dict[str, str] = {
     "recordOrders": "orders come from the store's back end, not the shopper's device",
     "refundOrder": "store back end only (events:write and no shopper token)",
     "cancelOrder": "store back end only (events:write and no shopper token)",
+    "createSegment": "segments:write",
+    "updateSegment": "segments:write",
+    "archiveSegment": "segments:write",
+    "addUsersToSegment": "names shoppers: segments:write",
+    "removeUsersFromSegment": "names shoppers: segments:write",
+    "importSegmentUsers": "names shoppers: segments:write",
+    "refreshSegment": "segments:write",
 }
 # Root fields a shopper token may use, and how they stay on the token's own customer.
 SHOPPER_QUERIES: dict[str, str] = {
@@ -187,6 +197,11 @@ class Target:
             return [self.value(name, t.of_type, depth)]
         if isinstance(t, GraphQLEnumType):
             return next(iter(t.values))
+        if isinstance(t, GraphQLInputObjectType) and _one_of(t):
+            # exactly one field; the first one that does not nest the type again
+            for field_name, f in t.fields.items():
+                if get_named_type(f.type) is not t:
+                    return {field_name: self.value(field_name, f.type, depth + 1)}
         if isinstance(t, GraphQLInputObjectType):
             assert depth < 6, f"input nesting too deep at {name}"
             return {
@@ -220,6 +235,14 @@ class Target:
         head = f"{kind}({', '.join(params)})" if params else kind
         call = f"{name}({', '.join(args)})" if args else name
         return f"{head} {{ {call}{selection} }}", variables
+
+
+def _one_of(t: GraphQLInputObjectType) -> bool:
+    """A ``@oneOf`` input (Strawberry checks it itself, so graphql-core's flag is not set)."""
+    from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+    definition = (t.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    return bool(t.is_one_of or getattr(definition, "is_one_of", False))
 
 
 def _undefined() -> Any:

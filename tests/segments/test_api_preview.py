@@ -1,0 +1,412 @@
+"""previewSegment: the count and sample against data sent through the API (the marketer's example
+from the issue), the admin-only cost, and hostile definitions (deep nesting, huge lists,
+SQL-looking strings), which are typed errors or literal matches, never a crash."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from api.ids import encode_id
+from tests.conftest import Api, count_rows, error_codes
+from tests.segments.api_helpers import (
+    ADMIN,
+    ORDERS,
+    PREVIEW,
+    PREVIEW_COUNT,
+    RU,
+    SEED,
+    ago,
+    consent,
+    create,
+    ok,
+    products,
+    track,
+    users,
+)
+
+# "Shoppers in Germany or Austria who bought running shoes at least twice in the last 90 days,
+# spent over 200 EUR, have push consent and did not open a message in 30 days."
+EXAMPLE: dict[str, Any] = {
+    "and": [
+        {"attribute": {"field": "COUNTRY", "op": "IN", "values": ["DE", "AT"]}},
+        {
+            "behavior": {
+                "eventType": "purchase",
+                "categoryPath": ["Shoes", "Running"],
+                "count": {"min": 2},
+                "window": {"lastDays": 90},
+            }
+        },
+        {
+            "order": {
+                "totalValue": {"min": "200.01"},
+                "currency": "EUR",
+                "window": {"lastDays": 90},
+            }
+        },
+        {"consent": {"purpose": "PUSH", "granted": True}},
+        {"not": {"behavior": {"eventType": "message_open", "window": {"lastDays": 30}}}},
+    ]
+}
+
+
+def purchase(n: str, user: str, product: str, days: float) -> dict[str, Any]:
+    return {
+        "clientEventId": n,
+        "type": "purchase",
+        "userExternalId": user,
+        "productExternalId": product,
+        "value": "120.00",
+        "currency": "EUR",
+        "occurredAt": ago(days),
+    }
+
+
+def order(n: str, user: str, total: str, days: float) -> dict[str, Any]:
+    return {
+        "externalId": n,
+        "userExternalId": user,
+        "currency": "EUR",
+        "lines": [{"productExternalId": "gift", "quantity": 1, "unitPrice": total}],
+        "placedAt": ago(days),
+    }
+
+
+async def seed_example(api: Api) -> None:
+    """m1 and m2 match the example; each x* misses exactly one of its conditions."""
+    await products(
+        api,
+        {
+            "externalId": "shoe-1",
+            "title": "Road",
+            "price": "120.00",
+            "currency": "EUR",
+            "categoryPath": ["Shoes", "Running"],
+        },
+        {
+            "externalId": "shoe-2",
+            "title": "Trail",
+            "price": "120.00",
+            "currency": "EUR",
+            "categoryPath": ["Shoes", "Running", "Trail"],
+        },
+        {
+            "externalId": "sock",
+            "title": "Sock",
+            "price": "5.00",
+            "currency": "EUR",
+            "categoryPath": ["Apparel", "Socks"],
+        },
+        {"externalId": "gift", "title": "Gift card", "price": "50.00", "currency": "EUR"},
+    )
+    countries = {
+        "m1": "DE",
+        "m2": "AT",
+        "x1": "FR",
+        "x2": "DE",
+        "x3": "AT",
+        "x4": "DE",
+        "x5": "AT",
+        "x6": "DE",
+        "x7": "DE",
+    }
+    await users(api, *({"externalId": u, "country": c} for u, c in countries.items()))
+    events = [
+        purchase("m1-a", "m1", "shoe-1", 10),
+        purchase("m1-b", "m1", "shoe-2", 20),  # a sub-category counts
+        {
+            "clientEventId": "m1-open",
+            "type": "message_open",
+            "userExternalId": "m1",
+            "messageId": "7",
+            "occurredAt": ago(40),
+        },  # older than 30 days
+        *(purchase(f"m2-{i}", "m2", "shoe-1", 5 + i) for i in range(3)),
+        *(purchase(f"x1-{i}", "x1", "shoe-1", 5 + i) for i in range(3)),  # France
+        purchase("x2-a", "x2", "shoe-1", 5),
+        purchase("x2-b", "x2", "sock", 6),  # not a running shoe
+        *(purchase(f"x3-{i}", "x3", "shoe-1", 5 + i) for i in range(2)),  # spent too little
+        *(purchase(f"x4-{i}", "x4", "shoe-1", 5 + i) for i in range(2)),  # withdrew push consent
+        *(purchase(f"x5-{i}", "x5", "shoe-1", 5 + i) for i in range(2)),
+        {
+            "clientEventId": "x5-open",
+            "type": "message_open",
+            "userExternalId": "x5",
+            "messageId": "7",
+            "occurredAt": ago(5),
+        },  # opened a message lately
+        purchase("x6-a", "x6", "shoe-1", 5),
+        purchase("x6-b", "x6", "shoe-1", 100),  # outside the window
+        *(purchase(f"x7-{i}", "x7", "shoe-1", 5 + i) for i in range(2)),  # no consent record
+    ]
+    await track(api, *events)
+    spent = {
+        "m1": "250.00",
+        "m2": "300.00",
+        "x1": "300.00",
+        "x2": "300.00",
+        "x3": "150.00",
+        "x4": "300.00",
+        "x5": "300.00",
+        "x6": "300.00",
+        "x7": "300.00",
+    }
+    await ok(api, ORDERS, {"orders": [order(f"o-{u}", u, t, 3) for u, t in spent.items()]}, SEED)
+    for user in ("m1", "m2", "x1", "x2", "x3", "x4", "x5", "x6"):
+        await consent(api, user, "PUSH", True)
+    await consent(api, "x4", "PUSH", False)
+
+
+async def test_the_marketers_example(api: Api) -> None:
+    await seed_example(api)
+    body = await api.gql(PREVIEW, {"d": EXAMPLE, "sample": 10}, scopes=RU)
+    assert "errors" not in body, body
+    result = body["data"]["previewSegment"]
+    assert result["errors"] == [], body
+    preview = result["preview"]
+    assert preview["count"] == 2
+    assert [u["externalId"] for u in preview["sample"]] == ["m1", "m2"]
+    assert 0 <= preview["elapsedMs"] < 1000
+    # not an admin: no cost, no plan
+    assert preview["sqlCost"] is None and preview["plan"] is None
+
+    # each condition on its own, and a smaller sample
+    body = await api.gql(PREVIEW, {"d": EXAMPLE["and"][0], "sample": 3}, scopes=RU)
+    preview = body["data"]["previewSegment"]["preview"]
+    assert preview["count"] == 8
+    assert [u["externalId"] for u in preview["sample"]] == ["m1", "m2", "x2"]
+    body = await api.gql(PREVIEW, {"d": {"not": EXAMPLE}, "sample": 0}, scopes=RU)
+    preview = body["data"]["previewSegment"]["preview"]
+    assert preview["count"] == 7 and preview["sample"] == []
+
+    # nothing was saved by previewing
+    assert await count_rows(api.db, "segment") == 0
+
+
+async def test_preview_through_a_segment_reference(api: Api) -> None:
+    await seed_example(api)
+    seg = await create(api, name="example", definition=EXAMPLE)
+    body = await api.gql(
+        PREVIEW_COUNT,
+        {
+            "d": {
+                "and": [
+                    {"segment": {"segmentId": seg["id"]}},
+                    {"attribute": {"field": "COUNTRY", "op": "EQ", "value": "AT"}},
+                ]
+            }
+        },
+        scopes=RU,
+    )
+    assert body["data"]["previewSegment"] == {"preview": {"count": 1}, "errors": []}, body
+
+
+async def test_cost_and_plan_only_for_admins(api: Api, backend: str) -> None:
+    await seed_example(api)
+    body = await api.gql(PREVIEW, {"d": EXAMPLE}, scopes=ADMIN)
+    preview = body["data"]["previewSegment"]["preview"]
+    assert preview["count"] == 2
+    assert isinstance(preview["plan"], str) and preview["plan"]
+    if backend == "postgres":
+        assert isinstance(preview["sqlCost"], float) and preview["sqlCost"] > 0
+    else:
+        assert preview["sqlCost"] is None
+    body = await api.gql(PREVIEW, {"d": EXAMPLE}, scopes="segments:read users:read users:pii")
+    preview = body["data"]["previewSegment"]["preview"]
+    assert preview["sqlCost"] is None and preview["plan"] is None
+
+
+async def test_sample_and_budget_bounds(api: Api) -> None:
+    d = {"attribute": {"field": "COUNTRY", "op": "IS_SET"}}
+    for variables, field in (
+        ({"sample": 101}, ["sample"]),
+        ({"sample": -1}, ["sample"]),
+        ({"budget": 0}, ["budgetMs"]),
+        ({"budget": 60_000}, ["budgetMs"]),
+    ):
+        body = await api.gql(PREVIEW, {"d": d, **variables}, scopes=RU)
+        result = body["data"]["previewSegment"]
+        assert result["preview"] is None
+        assert [(e["code"], e["field"]) for e in result["errors"]] == [("INVALID", field)], body
+
+
+def nested(kind: str, depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"tag": {"tags": ["x"]}}
+    for _ in range(depth):
+        node = {"not": node} if kind == "not" else {kind: [node]}
+    return node
+
+
+@pytest.mark.parametrize("kind", ["not", "and", "or"])
+async def test_deep_nesting_is_refused_quickly(api: Api, kind: str) -> None:
+    # 13 levels: one past the limit; the error names the node where the limit is crossed
+    body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, 13)}, scopes=RU)
+    errors = body["data"]["previewSegment"]["errors"]
+    assert [e["code"] for e in errors] == ["TOO_DEEP"], body
+    step = [kind] if kind == "not" else [kind, "0"]
+    assert errors[0]["field"] == ["definition", *(step * 12), kind], body
+    # 12 levels are fine
+    body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, 12)}, scopes=RU)
+    assert body["data"]["previewSegment"] == {"preview": {"count": 0}, "errors": []}, body
+    # 50 levels, as a variable and written into the document: the same typed error, fast
+    started = time.perf_counter()
+    body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, 50)}, scopes=RU)
+    assert [e["code"] for e in body["data"]["previewSegment"]["errors"]] == ["TOO_DEEP"], body
+    literal = _literal(nested(kind, 50))
+    body = await api.gql(
+        f"{{ previewSegment(definition: {literal}) {{ preview {{ count }} errors {{ code }} }} }}",
+        scopes=RU,
+    )
+    assert [e["code"] for e in body["data"]["previewSegment"]["errors"]] == ["TOO_DEEP"], body
+    # far deeper than graphql-core walks: a top-level input error, not a crash
+    body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, 300)}, scopes=RU)
+    assert error_codes(body) in (["BAD_USER_INPUT"], [None]), body
+    assert body.get("data") is None, body
+    assert time.perf_counter() - started < 5
+
+
+def _literal(value: Any) -> str:
+    """A GraphQL literal of a definition (enum values unquoted)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return '"' + str(value) + '"'
+
+
+async def test_huge_lists_and_long_values(api: Api) -> None:
+    values = [f"v{i}" for i in range(1001)]
+    body = await api.gql(
+        PREVIEW_COUNT,
+        {"d": {"attribute": {"field": "EXTERNAL_ID", "op": "IN", "values": values}}},
+        scopes=RU,
+    )
+    assert [(e["code"], e["field"]) for e in body["data"]["previewSegment"]["errors"]] == [
+        ("TOO_MANY", ["definition", "attribute", "values"])
+    ], body
+    body = await api.gql(
+        PREVIEW_COUNT,
+        {"d": {"attribute": {"field": "EXTERNAL_ID", "op": "IN", "values": values[:1000]}}},
+        scopes=RU,
+    )
+    assert body["data"]["previewSegment"] == {"preview": {"count": 0}, "errors": []}, body
+    body = await api.gql(
+        PREVIEW_COUNT,
+        {"d": {"and": [{"tag": {"tags": ["a"]}}] * 301}},
+        scopes=RU,
+    )
+    assert [e["code"] for e in body["data"]["previewSegment"]["errors"]][:1] == ["TOO_MANY"], body
+    # a value that is an object, where a scalar is expected
+    body = await api.gql(
+        PREVIEW_COUNT,
+        {"d": {"attribute": {"key": "plan", "op": "EQ", "value": {"$ne": None}}}},
+        scopes=RU,
+    )
+    assert [(e["code"], e["field"]) for e in body["data"]["previewSegment"]["errors"]] == [
+        ("INVALID_VALUE", ["definition", "attribute", "value"])
+    ], body
+
+
+SQLISH = [
+    "'; DROP TABLE customer; --",
+    "x' OR '1'='1",
+    '") OR 1=1 --',
+    "%",
+    "_",
+    "\\",
+    "a%b_c\\d",
+    "1; SELECT pg_sleep(10)",
+]
+
+
+async def test_sql_looking_strings_match_literally(api: Api) -> None:
+    # given shoppers whose names and a custom attribute are SQL-looking strings, and one plain
+    await users(
+        api,
+        *(
+            {"externalId": f"s{i}", "firstName": s, "attributes": {"note": s}}
+            for i, s in enumerate(SQLISH)
+        ),
+        {
+            "externalId": "plain",
+            "firstName": "Anna",
+            "tags": ["plain"],
+            "attributes": {"note": "n"},
+        },
+    )
+    before = await count_rows(api.db, "customer")
+    for i, s in enumerate(SQLISH):
+        for leaf in (
+            {"attribute": {"field": "FIRST_NAME", "op": "EQ", "value": s}},
+            {"attribute": {"field": "FIRST_NAME", "op": "CONTAINS", "value": s}},
+            {"attribute": {"field": "FIRST_NAME", "op": "STARTS_WITH", "value": s}},
+            {"attribute": {"key": "note", "op": "EQ", "value": s}},
+            {"attribute": {"key": "note", "op": "CONTAINS", "value": s}},
+        ):
+            body = await api.gql(PREVIEW, {"d": leaf, "sample": 20}, scopes=RU)
+            result = body["data"]["previewSegment"]
+            assert result["errors"] == [], (leaf, body)
+            matched = {u["externalId"] for u in result["preview"]["sample"]}
+            # exactly the shoppers holding that text (contains/starts with: also those whose
+            # value merely contains it, e.g. "%" inside "a%b_c\\d"), never everyone
+            holders = {f"s{j}" for j, t in enumerate(SQLISH) if _matches(leaf, s, t)}
+            assert matched == holders and f"s{i}" in matched, (leaf, matched, holders)
+            assert "plain" not in matched
+        # a tag can never hold such text: no match, or a typed error, nothing else
+        body = await api.gql(PREVIEW_COUNT, {"d": {"tag": {"tags": [s]}}}, scopes=RU)
+        result = body["data"]["previewSegment"]
+        assert result == {"preview": {"count": 0}, "errors": []} or [
+            e["code"] for e in result["errors"]
+        ] == ["INVALID_VALUE"], body
+    assert await count_rows(api.db, "customer") == before
+
+
+def _matches(leaf: dict[str, Any], needle: str, value: str) -> bool:
+    op = (leaf.get("attribute") or {}).get("op", "EQ")
+    if op == "CONTAINS":
+        return needle.lower() in value.lower()
+    if op == "STARTS_WITH":
+        return value.lower().startswith(needle.lower())
+    return value == needle
+
+
+async def test_bad_ids_and_unknown_references(api: Api) -> None:
+    cases = [
+        (
+            {"segment": {"segmentId": "!!"}},
+            ("INVALID_VALUE", ["definition", "segment", "segmentId"]),
+        ),
+        (
+            {"segment": {"segmentId": encode_id("Segment", 424242)}},
+            ("NOT_FOUND", ["definition", "segment", "segmentId"]),
+        ),
+        (
+            {"behavior": {"eventType": "view", "categoryId": encode_id("Product", 1)}},
+            ("INVALID_VALUE", ["definition", "behavior", "categoryId"]),
+        ),
+        (
+            {"behavior": {"eventType": "view", "categoryPath": ["No", "Such"]}},
+            ("NOT_FOUND", ["definition", "behavior", "categoryPath"]),
+        ),
+        (
+            {"behavior": {"eventType": "view", "categoryPath": ["A>B"]}},
+            ("INVALID_VALUE", ["definition", "behavior", "categoryPath"]),
+        ),
+        (
+            {"behavior": {"eventType": "nonsense"}},
+            ("INVALID_VALUE", ["definition", "behavior", "eventType"]),
+        ),
+        (
+            {"attribute": {"op": "EQ", "value": "x"}},
+            ("INVALID", ["definition", "attribute"]),
+        ),
+    ]
+    for d, expected in cases:
+        body = await api.gql(PREVIEW_COUNT, {"d": d}, scopes=RU)
+        result = body["data"]["previewSegment"]
+        assert result["preview"] is None, body
+        got = [(e["code"], e["field"]) for e in result["errors"]]
+        assert got[:1] == [expected], (d, body)
