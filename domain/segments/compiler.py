@@ -419,17 +419,24 @@ class _Compiler:
         if node.currency is not None:
             conds.append(e.c.currency == node.currency)
         if node.occurrence != "any":
-            # The first (last) matching event ever must fall inside the window.
-            edge = (
-                func.min(e.c.occurred_at)
-                if node.occurrence == "first"
-                else func.max(e.c.occurred_at)
+            # The first (last) matching event ever falls inside [lo, hi) exactly when a matching
+            # event falls inside and none came before lo (after hi): a semi-join on the window
+            # and an anti-join on the edge, instead of grouping every matching event ever.
+            lo, hi = node.window.bounds(self.now) if node.window else (None, None)
+            inside_conds = conds + self.window(e.c.occurred_at, node.window)
+            inside: ColumnElement[bool] = customer.c.id.in_(
+                select(e.c.customer_id).where(self.owner(e.c.customer_id), *inside_conds)
             )
-            having = self.window(edge, node.window)
-            sub = select(e.c.customer_id).where(self.owner(e.c.customer_id), *conds)
-            if having:
-                sub = sub.group_by(e.c.customer_id).having(and_(*having))
-            inside: ColumnElement[bool] = customer.c.id.in_(sub)
+            edge = lo if node.occurrence == "first" else hi
+            if edge is not None:
+                beyond = (
+                    e.c.occurred_at < edge
+                    if node.occurrence == "first"
+                    else e.c.occurred_at >= edge
+                )
+                inside = and_(
+                    inside, ~exists().where(self.correlated(e.c.customer_id), *conds, beyond)
+                )
             return inside if node.did else not_(inside)
         conds += self.window(e.c.occurred_at, node.window)
         return self.counted(e.c.customer_id, conds, node.count, [(e.c.value, node.value)], node.did)

@@ -187,6 +187,18 @@ OTHER_CASES: list[tuple[dict[str, Any], set[str]]] = [
     (did("view", occurrence="last", window={"lastDays": 30}), {"de1", "at1"}),
     (did("view", did=False, occurrence="first", window={"lastDays": 30}), {"at1", "fr1", "none"}),
     (did("view", occurrence="first"), {"de1", "at1"}),
+    (did("view", occurrence="first", window={"olderThanDays": 10}), {"at1"}),
+    (did("view", occurrence="last", window={"olderThanDays": 10}), set()),
+    (did("view", occurrence="last", window={"lastDays": 30, "olderThanHours": 1}), {"de1", "at1"}),
+    (
+        did(
+            "view",
+            occurrence="first",
+            window={"from": ago(400).isoformat(), "to": ago(200).isoformat()},
+        ),
+        {"at1"},
+    ),
+    (did("view", did=False, occurrence="last", window={"olderThanDays": 10}), ALL),
     (did("custom:quiz.done"), {"de1"}),
     (did("custom:other"), set()),
     # Orders: cancelled never count, refunded only with includeRefunded.
