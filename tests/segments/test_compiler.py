@@ -74,6 +74,20 @@ ATTRIBUTE_CASES: list[tuple[dict[str, Any], set[str]]] = [
     (attr("birthDate", "within_last_days", 7), {"at1"}),
     (attr("birthDate", "more_than_days_ago", 365), {"de1"}),
     (attr("birthDate", "is_not_set"), {"fr1", "none"}),
+    (attr("birthDate", "is_set"), {"de1", "at1"}),
+    (attr("birthDate", "eq", "1990-05-01"), {"de1"}),
+    (attr("birthDate", "gt", "1990-05-01"), {"at1"}),
+    (attr("birthDate", "gte", "1990-05-01"), {"de1", "at1"}),
+    (attr("birthDate", "lte", "1990-05-01"), {"de1"}),
+    (
+        attr("createdAt", "between", values=[ago(150).isoformat(), ago(5).isoformat()]),
+        {"de1", "at1"},
+    ),
+    (attr("createdAt", "lte", ago(100).isoformat()), {"at1", "fr1"}),
+    (attr("createdAt", "gt", ago(100).isoformat()), {"de1", "none"}),
+    (attr("locale", "is_not_set"), ALL),
+    (attr("firstName", "not_in", values=["Anna", "Bert"]), {"fr1", "none"}),
+    (attr("firstName", "ne", "Anna"), {"at1", "fr1", "none"}),
     (attr("createdAt", "within_last_days", 30), {"de1", "none"}),
     (attr("createdAt", "more_than_days_ago", 365), {"fr1"}),
     (attr("createdAt", "gte", ago(50).isoformat()), {"de1", "none"}),
@@ -148,6 +162,14 @@ OTHER_CASES: list[tuple[dict[str, Any], set[str]]] = [
     (prof("recencyDays", "is_not_set"), {"at1", "none"}),
     (prof("probabilityAlive", "lt", 0.5), {"at1"}),
     (prof("ordersCount", "eq", 0), {"at1", "none"}),
+    (prof("ordersCount", "gt", 0), {"de1"}),
+    (prof("ordersCount", "lte", 0), {"at1", "none"}),
+    (prof("ordersCount", "not_in", values=[0]), {"de1"}),
+    (prof("recencyDays", "lt", 10), {"de1"}),
+    (prof("lifecycleStage", "ne", "loyal"), {"at1", "none"}),
+    (prof("spendLevel", "not_in", values=["high", "low"]), {"none"}),
+    (prof("lastSeenAt", "gte", ago(2).isoformat()), {"de1", "at1"}),
+    (prof("lastSeenAt", "is_not_set"), {"none"}),
     (prof("eventCount", "in", values=[4, 5]), {"de1", "at1"}),
     (prof("averageOrderValue", "is_not_set"), {"de1", "at1", "none"}),
     (prof("lastSeenAt", "within_last_days", 2), {"de1", "at1"}),
@@ -397,3 +419,29 @@ async def test_count_of_members_is_a_subquery(db: Database) -> None:
         sub = compile_members(resolved, now=NOW).subquery()
         assert await s.scalar(select(func.count()).select_from(sub)) == 3
     _ = w
+
+
+async def test_many_conditions_in_one_select_for_one_shopper(db: Database) -> None:
+    """compile_condition gives two-valued expressions: several segments can be checked for one
+    shopper in one statement (SELECT <cond1>, <cond2> FROM customer WHERE id = :cid)."""
+    from sqlalchemy import case
+
+    from domain.segments.compiler import compile_condition, customer
+
+    w = await build_world(db)
+    docs = [
+        did("purchase", window={"lastDays": 90}),
+        {"not": {"tag": {"tags": ["vip"]}}},
+        {"consent": {"purpose": "push", "granted": True}},
+        key("score", "gt", 5),
+    ]
+    async with db.read_only() as s:
+        resolved = [await validate(s, d) for d in docs]
+        for name in sorted(ALL):
+            cid = w[name]
+            conds = [
+                case((compile_condition(r, now=NOW, customer_id=cid), 1), else_=0) for r in resolved
+            ]
+            row = (await s.execute(select(*conds).where(customer.c.id == cid))).one()
+            expected = [int(name in await members(db, w, d)) for d in docs]
+            assert list(row) == expected, name
