@@ -76,6 +76,12 @@ order_t = table(Order)
 product_t = table(Product)
 category_t = table(Category)
 member_t = table(SegmentMember)
+# Aliases built once (building one populates its column collection, a good part of the cost of
+# compiling a definition); each use sits in its own subquery, so sharing them is safe.
+consent_k = consent_t.alias("k")
+consent_later = consent_t.alias("k_later")
+category_root = category_t.alias("cat_root")
+category_sub = category_t.alias("cat_sub")
 
 CustomerId = int | BindParameter[int]
 LIKE_ESCAPE = "!"
@@ -321,8 +327,7 @@ class _Compiler:
 
     def consent(self, node: ConsentCond) -> ColumnElement[bool]:
         # Granted = the latest record of the purpose (highest id) says granted; no record = not.
-        k = consent_t.alias("k")
-        later = consent_t.alias("k_later")
+        k, later = consent_k, consent_later
         latest_granted = select(k.c.customer_id).where(
             self.owner(k.c.customer_id),
             k.c.purpose == node.purpose,
@@ -443,8 +448,7 @@ class _Compiler:
 
     def subtree(self, category_id: int) -> Select[Any]:
         """Ids of a category and all its sub-categories (paths are joined with " > ")."""
-        root = category_t.alias("cat_root")
-        sub = category_t.alias("cat_sub")
+        root, sub = category_root, category_sub
         root_path = select(root.c.path).where(root.c.id == category_id).scalar_subquery()
         escaped = func.replace(
             func.replace(
