@@ -1,0 +1,358 @@
+"""Interactions: who touched which product when, and how much it counts.
+
+Three sources feed the same :class:`Interactions` table:
+
+* an interactions CSV ``user_id,item_id,timestamp[,rating|weight]`` (ISO 8601 or Unix seconds);
+* an order-lines CSV shaped like the Online Retail sample
+  (``InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country``);
+* behaviour events and orders from the database (:func:`from_events`), weighted by kind and decayed by
+  age with :class:`WeightSettings`.
+
+Rows are events; the evaluation protocol (``recommend.protocol``) collapses them to (user, item)
+pairs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+RETAIL_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
+
+
+class DataError(ValueError):
+    """An interactions file or event set that cannot be used; the message says why and where."""
+
+
+@dataclass(frozen=True)
+class WeightSettings:
+    """How much one event counts. Explicit review ratings (1-5) win over the kind's weight.
+
+    Defaults: a view 1, a favourite 2, an add to cart 3, a purchase 5; an event loses half its
+    weight every ``half_life_days`` (90) days of age; events older than ``max_age_days`` (395, the
+    raw-event retention) are ignored.
+    """
+
+    view: float = 1.0
+    favorite: float = 2.0
+    add_to_cart: float = 3.0
+    purchase: float = 5.0
+    half_life_days: float = 90.0
+    max_age_days: float = 395.0
+
+    def kind_weight(self, kind: str) -> float | None:
+        return {
+            "view": self.view,
+            "favorite": self.favorite,
+            "add_to_cart": self.add_to_cart,
+            "purchase": self.purchase,
+        }.get(kind)
+
+    def decay(self, age_days: float) -> float:
+        if self.half_life_days <= 0:
+            return 1.0
+        return float(0.5 ** (max(age_days, 0.0) / self.half_life_days))
+
+
+def event_weight(
+    kind: str,
+    *,
+    age_days: float,
+    rating: float | None = None,
+    settings: WeightSettings | None = None,
+) -> float | None:
+    """Weight of one event, or None when it does not count (unknown kind, too old).
+
+    A review's rating is used as is (the explicit rating wins); other kinds take their weight times
+    the age decay."""
+    s = settings or WeightSettings()
+    if age_days > s.max_age_days:
+        return None
+    if rating is not None:
+        return float(rating)
+    w = s.kind_weight(kind)
+    return None if w is None else w * s.decay(age_days)
+
+
+@dataclass
+class Interactions:
+    """One row per event. ``weight`` is what the event counts; ``rating`` is NaN unless explicit.
+
+    ``basket`` groups events that happened together (an invoice, an order); ``item_text`` and
+    ``item_category`` describe items for the content component and diversity."""
+
+    frame: pd.DataFrame  # columns: user, item, time (float seconds), weight, rating, basket
+    item_text: dict[str, str] = field(default_factory=dict)
+    item_category: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    has_ratings: bool = False
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.frame["user"].nunique())
+
+    @property
+    def n_items(self) -> int:
+        return int(self.frame["item"].nunique())
+
+    def subset(self, mask: np.ndarray | pd.Series) -> Interactions:
+        return Interactions(
+            self.frame.loc[np.asarray(mask)].reset_index(drop=True),
+            self.item_text,
+            self.item_category,
+            self.source,
+            self.has_ratings,
+        )
+
+
+def make_interactions(
+    users: Sequence[str],
+    items: Sequence[str],
+    times: Sequence[float],
+    weights: Sequence[float] | None = None,
+    ratings: Sequence[float] | None = None,
+    baskets: Sequence[str] | None = None,
+    *,
+    item_text: Mapping[str, str] | None = None,
+    item_category: Mapping[str, str] | None = None,
+    source: str = "",
+) -> Interactions:
+    """Build :class:`Interactions` from parallel sequences (tests, events, generators)."""
+    n = len(users)
+    frame = pd.DataFrame(
+        {
+            "user": pd.Series(users, dtype=object).astype(str),
+            "item": pd.Series(items, dtype=object).astype(str),
+            "time": np.asarray(times, dtype=np.float64),
+            "weight": np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64),
+            "rating": np.full(n, np.nan) if ratings is None else np.asarray(ratings, np.float64),
+            "basket": pd.Series(baskets, dtype=object).astype(str) if baskets is not None else "",
+        }
+    )
+    if baskets is None:
+        # Without order numbers, one user's events of one UTC day form a basket.
+        frame["basket"] = (
+            frame["user"] + "@" + (frame["time"] // 86400).astype(np.int64).astype(str)
+        )
+    return Interactions(
+        frame,
+        dict(item_text or {}),
+        dict(item_category or {}),
+        source,
+        has_ratings=ratings is not None,
+    )
+
+
+def parse_time(value: str) -> float:
+    """Unix seconds (int or float) or ISO 8601 (naive means UTC) to float seconds."""
+    v = value.strip()
+    if not v:
+        raise ValueError("empty timestamp")
+    try:
+        return float(v) if _looks_numeric(v) else _iso(v)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"bad timestamp {value!r} (ISO 8601 or Unix seconds)") from exc
+
+
+def _looks_numeric(v: str) -> bool:
+    try:
+        x = float(v)
+    except ValueError:
+        return False
+    return math.isfinite(x)
+
+
+def _iso(v: str) -> float:
+    dt = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def load(path: Path | str) -> Interactions:
+    """Load an interactions or order-lines CSV, the format told by its header."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a CSV file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return loads(text, source=str(p))
+
+
+def loads(text: str, *, source: str = "<data>") -> Interactions:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or not any(h.strip() for h in header):
+        raise DataError(f"{source}: empty file (expected a CSV header)")
+    names = [h.strip() for h in header]
+    if set(RETAIL_COLUMNS) <= set(names):
+        result = _load_retail(reader, names, source)
+    elif set(INTERACTION_COLUMNS) <= {n.lower() for n in names}:
+        result = _load_interactions(reader, [n.lower() for n in names], source)
+    else:
+        missing = [c for c in INTERACTION_COLUMNS if c not in {n.lower() for n in names}]
+        raise DataError(
+            f"{source}: unknown columns {names}: expected user_id,item_id,timestamp[,rating|weight] "
+            f"(missing {', '.join(missing)}) or an order-lines file with "
+            f"{','.join(RETAIL_COLUMNS)}"
+        )
+    if len(result) == 0:
+        raise DataError(f"{source}: no usable interactions")
+    return result
+
+
+def _cells(row: list[str], index: Mapping[str, int], line: int, source: str) -> dict[str, str]:
+    if len(row) < len(index):
+        raise DataError(f"{source}:{line}: {len(row)} fields, expected {len(index)}")
+    return {name: row[i].strip() for name, i in index.items()}
+
+
+def _load_interactions(reader: Iterable[list[str]], names: list[str], source: str) -> Interactions:
+    if "rating" in names and "weight" in names:
+        raise DataError(f"{source}: give either a rating or a weight column, not both")
+    extra = "rating" if "rating" in names else "weight" if "weight" in names else None
+    wanted = [*INTERACTION_COLUMNS, *([extra] if extra else [])]
+    index = {n: names.index(n) for n in wanted}
+    users: list[str] = []
+    items: list[str] = []
+    times: list[float] = []
+    values: list[float] = []
+    for line, row in enumerate(reader, start=2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        c = _cells(row, index, line, source)
+        if not c["user_id"] or not c["item_id"]:
+            raise DataError(f"{source}:{line}: empty user_id or item_id")
+        try:
+            t = parse_time(c["timestamp"])
+        except ValueError as exc:
+            raise DataError(f"{source}:{line}: {exc}") from exc
+        if extra:
+            try:
+                v = float(c[extra])
+            except ValueError:
+                raise DataError(f"{source}:{line}: {extra} {c[extra]!r} is not a number") from None
+            if not math.isfinite(v):
+                raise DataError(f"{source}:{line}: {extra} must be a finite number")
+            if extra == "weight" and v <= 0:
+                raise DataError(f"{source}:{line}: weight must be above 0")
+            values.append(v)
+        users.append(c["user_id"])
+        items.append(c["item_id"])
+        times.append(t)
+    return make_interactions(
+        users,
+        items,
+        times,
+        weights=values if extra else None,
+        ratings=values if extra == "rating" else None,
+        source=source,
+    )
+
+
+def _load_retail(reader: Iterable[list[str]], names: list[str], source: str) -> Interactions:
+    """Order lines: a customer bought a product. Guest rows (no CustomerID), cancellations
+    (invoice ``C...``) and non-positive quantities are dropped; each kept line counts 1; an invoice
+    is a basket; descriptions are item text."""
+    index = {n: names.index(n) for n in RETAIL_COLUMNS}
+    users: list[str] = []
+    items: list[str] = []
+    times: list[float] = []
+    baskets: list[str] = []
+    text: dict[str, str] = {}
+    for line, row in enumerate(reader, start=2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        c = _cells(row, index, line, source)
+        try:
+            qty = float(c["Quantity"])
+        except ValueError:
+            raise DataError(
+                f"{source}:{line}: Quantity {c['Quantity']!r} is not a number"
+            ) from None
+        if c["StockCode"] and c["Description"]:
+            text.setdefault(c["StockCode"], c["Description"])
+        if not c["CustomerID"] or c["InvoiceNo"].upper().startswith("C") or qty <= 0:
+            continue
+        try:
+            t = parse_time(c["InvoiceDate"])
+        except ValueError as exc:
+            raise DataError(f"{source}:{line}: InvoiceDate: {exc}") from exc
+        users.append(c["CustomerID"].removesuffix(".0"))
+        items.append(c["StockCode"])
+        times.append(t)
+        baskets.append(c["InvoiceNo"])
+    return make_interactions(users, items, times, baskets=baskets, item_text=text, source=source)
+
+
+def from_events(
+    rows: Iterable[Mapping[str, object]],
+    *,
+    now: datetime,
+    settings: WeightSettings | None = None,
+) -> Interactions:
+    """Interactions from stored behaviour events (dicts with ``user``, ``item``, ``type``,
+    ``occurred_at``, optional ``rating`` and ``basket``), weighted by kind and decayed by age.
+    Events of kinds that do not count (or too old) are skipped."""
+    s = settings or WeightSettings()
+    users: list[str] = []
+    items: list[str] = []
+    times: list[float] = []
+    weights: list[float] = []
+    ratings: list[float] = []
+    baskets: list[str] = []
+    for r in rows:
+        at = r["occurred_at"]
+        assert isinstance(at, datetime)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        age = (now - at).total_seconds() / 86400
+        rating = r.get("rating")
+        w = event_weight(
+            str(r["type"]),
+            age_days=age,
+            rating=float(rating) if isinstance(rating, int | float) else None,
+            settings=s,
+        )
+        if w is None or r.get("item") is None or r.get("user") is None:
+            continue
+        users.append(str(r["user"]))
+        items.append(str(r["item"]))
+        times.append(at.timestamp())
+        weights.append(w)
+        ratings.append(float(rating) if isinstance(rating, int | float) else np.nan)
+        baskets.append(str(r.get("basket") or f"{r['user']}@{int(at.timestamp() // 86400)}"))
+    return make_interactions(
+        users,
+        items,
+        times,
+        weights,
+        ratings if any(not math.isnan(x) for x in ratings) else None,
+        baskets,
+        source="events",
+    )
