@@ -117,6 +117,15 @@ def has_nul(ctx: Any) -> bool:
     return found
 
 
+def refused_variables(ctx: Any) -> str | None:
+    """Why the request is refused before anything runs, if it is."""
+    try:
+        nul = has_nul(ctx)
+    except orjson.JSONEncodeError:  # nested past orjson's 254 levels (graphql-core allows 200)
+        return "variable values are nested too deeply"
+    return "strings must not contain NUL characters" if nul else None
+
+
 class RequestPipeline(SchemaExtension):
     """Everything done per request, in one extension with one hook: Strawberry builds context
     managers for every hook of every extension on every request, which costs more than the work
@@ -134,13 +143,12 @@ class RequestPipeline(SchemaExtension):
     async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
         ctx = self.execution_context
         self.limits.prepare(ctx)
-        if ctx.graphql_document is not None and not ctx.pre_execution_errors and has_nul(ctx):
-            ctx.pre_execution_errors = [
-                GraphQLError(
-                    "strings must not contain NUL characters",
-                    extensions={"code": "BAD_USER_INPUT"},
-                )
-            ]
+        if ctx.graphql_document is not None and not ctx.pre_execution_errors:
+            problem = refused_variables(ctx)
+            if problem is not None:
+                ctx.pre_execution_errors = [
+                    GraphQLError(problem, extensions={"code": "BAD_USER_INPUT"})
+                ]
         ok = False
         try:
             yield

@@ -262,9 +262,25 @@ async def test_deep_nesting_is_refused_quickly(api: Api, kind: str) -> None:
     )
     assert [e["code"] for e in body["data"]["previewSegment"]["errors"]] == ["TOO_DEEP"], body
     # far deeper than graphql-core walks: a top-level input error, not a crash
-    body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, 300)}, scopes=RU)
-    assert error_codes(body) in (["BAD_USER_INPUT"], [None]), body
-    assert body.get("data") is None, body
+    for depth in (210, 300):
+        body = await api.gql(PREVIEW_COUNT, {"d": nested(kind, depth)}, scopes=RU)
+        assert body.get("data") is None, body
+        # (graphql-core's refusal past 200 levels, or ours past what orjson encodes)
+        assert [e["message"].lower().rstrip(".") for e in body["errors"]] == [
+            "variable values are nested too deeply"
+        ], body
+        # (graphql-core's variable errors carry no code, like every other coercion error)
+        assert error_codes(body) in (["BAD_USER_INPUT"], [None]), body
+    # and deeper than the JSON parser goes: a 400, not a crash
+    token = await api.token(RU)
+    deep = '{"not": ' * 5000 + '{"tag": {"tags": ["x"]}}' + "}" * 5000
+    response = await api.client.post(
+        "/graphql",
+        content='{"query": "query($d: SegmentCondition!) { previewSegment(definition: $d) '
+        '{ preview { count } } }", "variables": {"d": ' + deep + "}}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
     assert time.perf_counter() - started < 5
 
 
