@@ -5,11 +5,17 @@ SQL-looking strings), which are typed errors or literal matches, never a crash."
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 from api.ids import encode_id
+from domain.events.models import Event
+from domain.sql import table
+from domain.users.models import Customer
 from tests.conftest import Api, count_rows, error_codes
 from tests.segments.api_helpers import (
     ADMIN,
@@ -426,3 +432,50 @@ async def test_bad_ids_and_unknown_references(api: Api) -> None:
         assert result["preview"] is None, body
         got = [(e["code"], e["field"]) for e in result["errors"]]
         assert got[:1] == [expected], (d, body)
+
+
+HEAVY = {
+    "or": [
+        {"behavior": {"eventType": "purchase", "count": {"min": n}, "value": {"min": str(n * 10)}}}
+        for n in range(2, 60)
+    ]
+}
+
+
+async def test_over_budget_is_a_typed_timeout(api: Api) -> None:
+    # given 400 shoppers with 100 purchases each (written directly: only the volume matters)
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            insert(table(Customer)),
+            [{"external_id": f"bulk-{i}", "attributes": {}} for i in range(400)],
+        )
+        ids = list(await session.scalars(select(table(Customer).c.id)))
+        await session.execute(
+            insert(table(Event)),
+            [
+                {
+                    "client_event_id": f"bulk-{c}-{n}",
+                    "customer_id": c,
+                    "type": "purchase",
+                    "value": Decimal(n % 50),
+                    "currency": "EUR",
+                    "occurred_at": datetime.now(UTC) - timedelta(days=n % 300),
+                    "source_client_id": "test",
+                }
+                for c in ids
+                for n in range(100)
+            ],
+        )
+    # when a heavy definition is previewed with a 5 ms budget: TIMEOUT, no preview
+    body = await api.gql(PREVIEW, {"d": HEAVY, "budget": 5}, scopes=RU)
+    assert "errors" not in body, body
+    result = body["data"]["previewSegment"]
+    assert result["preview"] is None
+    assert [(e["code"], e["field"]) for e in result["errors"]] == [("TIMEOUT", ["definition"])]
+    # and with time enough it answers
+    body = await api.gql(PREVIEW, {"d": HEAVY, "budget": 10_000, "sample": 2}, scopes=RU)
+    preview = body["data"]["previewSegment"]["preview"]
+    assert preview["count"] == 400 and [u["externalId"] for u in preview["sample"]] == [
+        "bulk-0",
+        "bulk-1",
+    ]
