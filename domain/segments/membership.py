@@ -42,6 +42,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     exists,
     func,
@@ -182,6 +183,13 @@ class Compiled:
 class _Cache:
     fingerprint: tuple[Any, ...]
     items: list[Compiled]
+    # Per-shopper statements by the segment ids they check: (built at, statement). Built with
+    # ``customer_id`` as a bind parameter and reused for STATEMENT_TTL seconds, so relative windows
+    # ("last 7 days") are measured from a "now" at most that old.
+    statements: dict[tuple[int, ...], tuple[float, Any]] = field(default_factory=dict)
+
+
+STATEMENT_TTL = 30.0
 
 
 _CACHES: dict[str, _Cache] = {}
@@ -212,11 +220,15 @@ async def resolve(session: AsyncSession, seg: Segment) -> tuple[Resolved, Deps]:
 async def active_definitions(session: AsyncSession) -> list[Compiled]:
     """Every active dynamic segment resolved, with its dependencies; one cheap query when nothing
     changed since the last call in this process."""
+    return (await _cache(session)).items
+
+
+async def _cache(session: AsyncSession) -> _Cache:
     key = str(session.get_bind().engine.url)
     fingerprint = await _fingerprint(session)
     cached = _CACHES.get(key)
     if cached is not None and cached.fingerprint == fingerprint:
-        return cached.items
+        return cached
     items: list[Compiled] = []
     for seg in await session.scalars(
         select(Segment).where(*_ACTIVE_DYNAMIC).order_by(col(Segment.id))
@@ -228,8 +240,8 @@ async def active_definitions(session: AsyncSession) -> list[Compiled]:
             log.warning("segment %s does not validate: %s", seg.id, exc)
             continue
         items.append(Compiled(seg.id, seg.version, seg.name, resolved, deps))
-    _CACHES[key] = _Cache(fingerprint, items)
-    return items
+    cached = _CACHES[key] = _Cache(fingerprint, items)
+    return cached
 
 
 def order_by_references(items: Sequence[Compiled]) -> list[Compiled]:
@@ -430,9 +442,8 @@ async def reevaluate_customer(
     """Re-check one shopper against the active dynamic segments ``changes`` can affect and apply
     the difference (membership rows, transitions, member counts) in the caller's transaction.
     ``evaluated``, if given, receives the ids of the segments evaluated (tests count them)."""
-    from domain.segments.compiler import compile_members
-
-    items = [c for c in await active_definitions(session) if affects(c.deps, changes)]
+    cache = await _cache(session)
+    items = [c for c in cache.items if affects(c.deps, changes)]
     if not items:
         return []
     s = table(Segment)
@@ -458,19 +469,44 @@ async def reevaluate_customer(
         return []
     if evaluated is not None:
         evaluated.extend(c.segment_id for c in items)
+    if now is None:
+        query = _shopper_query(cache, items)
+    else:
+        query = _build_shopper_query(items, now)
+    matched = {int(r) for r in await session.scalars(query, {"customer_id": customer_id})}
     now = now or utcnow()
+    versions = {c.segment_id: c.version for c in items}
+    enter = sorted(matched - current)
+    leave = sorted(current - matched)
+    return await _write_diff(session, customer_id, enter, leave, versions, now)
+
+
+def _build_shopper_query(items: Sequence[Compiled], now: datetime) -> Any:
+    """``SELECT <id> WHERE EXISTS (<members of it restricted to :customer_id>) UNION ALL ...``:
+    which of ``items`` one shopper is in, in one statement."""
+    from domain.segments.compiler import compile_members
+
+    customer_id = bindparam("customer_id", type_=BigInteger())
     checks = [
         select(literal(c.segment_id, BigInteger()).label("segment_id")).where(
             exists(compile_members(c.resolved, now=now, customer_id=customer_id))
         )
         for c in items
     ]
-    query = checks[0] if len(checks) == 1 else union_all(*checks)
-    matched = {int(r) for r in await session.scalars(query)}
-    versions = {c.segment_id: c.version for c in items}
-    enter = sorted(matched - current)
-    leave = sorted(current - matched)
-    return await _write_diff(session, customer_id, enter, leave, versions, now)
+    return checks[0] if len(checks) == 1 else union_all(*checks)
+
+
+def _shopper_query(cache: _Cache, items: Sequence[Compiled]) -> Any:
+    key = tuple(c.segment_id for c in items)
+    found = cache.statements.get(key)
+    clock = time.monotonic()
+    if found is not None and clock - found[0] < STATEMENT_TTL:
+        return found[1]
+    if len(cache.statements) > 256:  # many different affected sets: start again
+        cache.statements.clear()
+    query = _build_shopper_query(items, utcnow())
+    cache.statements[key] = (clock, query)
+    return query
 
 
 async def _write_diff(

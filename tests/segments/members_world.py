@@ -25,9 +25,7 @@ CARTED = {"behavior": {"eventType": "add_to_cart", "window": {"lastDays": 7}}}
 VIP = {"tag": {"tags": ["vip"], "match": "any"}}
 
 
-async def shoppers(
-    db: Database, settings: Settings, countries: list[str | None]
-) -> list[int]:
+async def shoppers(db: Database, settings: Settings, countries: list[str | None]) -> list[int]:
     """Customers s-0, s-1, ... with the given countries; returns their ids in order."""
     async with db.unit_of_work() as session:
         made = await users.upsert_users(
@@ -44,7 +42,9 @@ async def shoppers(
 async def set_country(db: Database, customer_id: int, country: str | None) -> None:
     async with db.unit_of_work() as session:
         await session.execute(
-            update(table(Customer)).where(table(Customer).c.id == customer_id).values(country=country)
+            update(table(Customer))
+            .where(table(Customer).c.id == customer_id)
+            .values(country=country)
         )
 
 
@@ -87,7 +87,10 @@ async def members_of(db: Database, segment_id: int) -> set[int]:
     async with db.read_only() as session:
         m = table(SegmentMember)
         return {
-            int(c) for c in await session.scalars(select(m.c.customer_id).where(m.c.segment_id == segment_id))
+            int(c)
+            for c in await session.scalars(
+                select(m.c.customer_id).where(m.c.segment_id == segment_id)
+            )
         }
 
 
@@ -98,7 +101,9 @@ async def log_of(db: Database, segment_id: int | None = None) -> list[tuple[int,
         stmt = select(t.c.segment_id, t.c.customer_id, t.c.kind, t.c.version).order_by(t.c.id)
         if segment_id is not None:
             stmt = stmt.where(t.c.segment_id == segment_id)
-        return [(int(a), int(b), str(c), int(d)) for a, b, c, d in (await session.execute(stmt)).all()]
+        return [
+            (int(a), int(b), str(c), int(d)) for a, b, c, d in (await session.execute(stmt)).all()
+        ]
 
 
 async def row(db: Database, segment_id: int) -> Segment:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -203,9 +202,7 @@ async def test_definition_cache_follows_edits(db: Database, settings: Settings) 
         await service.archive_segment(session, ADMIN, sid)
     evaluated: list[int] = []
     async with db.unit_of_work() as session:
-        await membership.reevaluate_customer(
-            session, a, membership.EVERYTHING, evaluated=evaluated
-        )
+        await membership.reevaluate_customer(session, a, membership.EVERYTHING, evaluated=evaluated)
     assert evaluated == []
 
 
@@ -236,9 +233,7 @@ async def test_erased_shopper_leaves_every_segment(db: Database, settings: Setti
     assert (await row(db, sid)).member_count == 1
 
 
-async def test_transitions_since_reads_the_log_by_cursor(
-    db: Database, settings: Settings
-) -> None:
+async def test_transitions_since_reads_the_log_by_cursor(db: Database, settings: Settings) -> None:
     a, b, c = await shoppers(db, settings, ["DE", "DE", "DE"])
     sid = await segment(db, DE)
     await membership.refresh_segment(db, sid)
@@ -341,27 +336,29 @@ async def test_killed_refresh_leaves_previous_membership(
         membership.PAUSE_ENV: "60",
         membership.PAUSE_FILE_ENV: str(marker),
     }
-    proc = subprocess.Popen(
-        [PRECIS, "segments", "refresh", "--id", str(sid)],
+    proc = await asyncio.create_subprocess_exec(
+        PRECIS,
+        "segments",
+        "refresh",
+        "--id",
+        str(sid),
         env=env,
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.returncode is None, "the refresh ended before its pause"
             assert time.monotonic() < deadline, "the refresh never reached its pause"
             await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        await asyncio.wait_for(proc.wait(), 30)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+            await proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
     # Then members, transitions and the segment row are as before
@@ -372,3 +369,47 @@ async def test_killed_refresh_leaves_previous_membership(
     result = await asyncio.wait_for(membership.refresh_segment(db, sid), 30)
     assert (result.entered, result.exited) == (1, 1)
     assert await members_of(db, sid) == {a, c}
+
+
+async def test_per_shopper_path_is_three_queries_plus_writes(
+    db: Database, settings: Settings
+) -> None:
+    from typing import Any
+
+    from sqlalchemy import event
+
+    (a,) = await shoppers(db, settings, ["DE"])
+    for n in range(5):
+        await segment(db, {"behavior": {"eventType": "view", "window": {"lastDays": n + 1}}})
+    await segment(db, DE)
+    async with db.unit_of_work() as session:  # warm the definition cache
+        await membership.reevaluate_customer(session, a, membership.EVERYTHING)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        # No change: staleness check, lock + current memberships, one evaluation of 5 segments
+        async with db.unit_of_work() as session:
+            assert (
+                await membership.reevaluate_customer(
+                    session, a, Changes(event_types=frozenset({"view"}))
+                )
+                == []
+            )
+        assert len(statements) == 3, statements
+        assert statements[2].count("UNION ALL") == 4
+        # A change: the same three, then the writes (member rows, transitions, counts)
+        await add_event(db, a, "view")
+        statements.clear()
+        async with db.unit_of_work() as session:
+            found = await membership.reevaluate_customer(
+                session, a, Changes(event_types=frozenset({"view"}))
+            )
+        assert len(found) == 5
+        assert len(statements) == 3 + 2 + 5, statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
