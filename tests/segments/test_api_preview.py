@@ -479,3 +479,93 @@ async def test_over_budget_is_a_typed_timeout(api: Api) -> None:
         "bulk-0",
         "bulk-1",
     ]
+
+
+ODD_VALUES: list[Any] = [
+    10**30,
+    -(10**30),
+    1.5e308,
+    -0.0,
+    "",
+    " ",
+    "\u202ed\u0435",
+    True,
+    [],
+    {},
+    [[1]],
+    "2026-13-45",
+    "9999-12-31T23:59:59+00:00",
+    "0001-01-01",
+    "NaN",
+    "1e400",
+]
+
+
+async def test_odd_values_are_typed_errors_or_answers(api: Api) -> None:
+    """Every operator with odd values on fields of each type: a typed error or a count, never a
+    top-level (unexpected) error."""
+    await users(api, {"externalId": "u", "country": "DE", "attributes": {"n": 3, "s": "x"}})
+    subjects: list[dict[str, Any]] = [
+        {"field": "COUNTRY"},
+        {"field": "BIRTH_DATE"},
+        {"field": "CREATED_AT"},
+        {"key": "n"},
+        {"key": "s.t"},
+    ]
+    answered = refused = 0
+    for subject in subjects:
+        for op in ("EQ", "IN", "GT", "BETWEEN", "CONTAINS", "WITHIN_LAST_DAYS", "IS_SET"):
+            for value in ODD_VALUES:
+                leaf = {**subject, "op": op}
+                leaf["values" if op in ("IN", "BETWEEN") else "value"] = (
+                    [value, value] if op in ("IN", "BETWEEN") else value
+                )
+                body = await api.gql(PREVIEW_COUNT, {"d": {"attribute": leaf}}, scopes=RU)
+                assert "errors" not in body, (leaf, body)
+                result = body["data"]["previewSegment"]
+                assert (result["preview"] is None) == bool(result["errors"]), (leaf, body)
+                answered += result["preview"] is not None
+                refused += bool(result["errors"])
+    assert answered and refused
+
+
+async def test_odd_bounds_and_windows_are_typed_errors(api: Api) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"behavior": {"eventType": "view", "count": {"min": -1}}}, "INVALID_VALUE"),
+        ({"behavior": {"eventType": "view", "count": {"min": 5, "max": 2}}}, "INVALID_VALUE"),
+        ({"behavior": {"eventType": "view", "value": {"min": "NaN"}}}, "INVALID_VALUE"),
+        ({"behavior": {"eventType": "view", "value": {"min": "sNaN"}}}, "INVALID_VALUE"),
+        ({"behavior": {"eventType": "view", "value": {"max": "1e400"}}}, "INVALID_VALUE"),
+        ({"order": {"totalValue": {"min": "-Infinity"}}}, "INVALID_VALUE"),
+        (
+            {"behavior": {"eventType": "view", "window": {"lastDays": 2**31 - 1}}},
+            "IMPOSSIBLE_WINDOW",
+        ),
+        ({"behavior": {"eventType": "view", "window": {"lastHours": -5}}}, "IMPOSSIBLE_WINDOW"),
+        ({"order": {"window": {"from": "2999-01-01T00:00:00+00:00"}}}, "IMPOSSIBLE_WINDOW"),
+        (
+            {
+                "order": {
+                    "window": {"from": "2020-01-02T00:00:00+00:00", "to": "2020-01-01T00:00:00Z"}
+                }
+            },
+            "IMPOSSIBLE_WINDOW",
+        ),
+        ({"order": {"window": {}}}, "IMPOSSIBLE_WINDOW"),
+        ({"behavior": {"eventType": "custom:" + "x" * 300}}, "TOO_LONG"),
+        (
+            {"behavior": {"eventType": "purchase", "occurrence": "FIRST", "count": {"min": 2}}},
+            "INVALID",
+        ),
+    ]
+    for d, code in cases:
+        body = await api.gql(PREVIEW_COUNT, {"d": d}, scopes=RU)
+        assert "errors" not in body, (d, body)
+        result = body["data"]["previewSegment"]
+        assert result["preview"] is None and result["errors"][0]["code"] == code, (d, body)
+        assert result["errors"][0]["field"][:2] == ["definition", next(iter(d))], (d, body)
+    # a time without an offset is refused by the DateTime scalar itself or as a typed error
+    body = await api.gql(
+        PREVIEW_COUNT, {"d": {"order": {"window": {"from": "2020-01-01T00:00:00"}}}}, scopes=RU
+    )
+    assert "errors" in body or body["data"]["previewSegment"]["errors"], body
