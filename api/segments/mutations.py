@@ -13,9 +13,9 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes
 from api.errors import error_type, to_errors
 from api.ids import BadId, decode_id
+from api.segments.common import DEFINITION_CODES, checked_definition, under_input
 from api.segments.inputs import SegmentCondition
 from api.segments.types import Segment, SegmentKind
-from api.segments.write import DEFINITION_CODES, checked_definition, under_input
 from domain.audit import service as audit
 from domain.errors import DomainError, FieldError
 from domain.segments import service

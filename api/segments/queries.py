@@ -12,10 +12,10 @@ from api.auth.permissions import RequireScopes
 from api.errors import error_type, to_errors
 from api.ids import BadId, decode_id
 from api.relay import Connection, check_first, connection, parse_after
+from api.segments.common import DEFINITION_CODES, checked_definition
 from api.segments.inputs import SegmentCondition
 from api.segments.loaders import segment_loader
 from api.segments.types import Segment, SegmentKind, SegmentPreview, SegmentStatus
-from api.segments.write import DEFINITION_CODES, checked_definition
 from domain.auth.scopes import ADMIN_SCOPE
 from domain.errors import DomainError
 from domain.segments import definition as definitions

@@ -543,3 +543,40 @@ async def test_audit_entries_for_every_write(api: Api) -> None:
             ("segment.archive", s),
         ]
     )
+
+
+async def test_import_by_email_and_bad_files(api: Api) -> None:
+    await users(
+        api,
+        {"externalId": "a", "email": "anna@example.com"},
+        {"externalId": "b", "email": "ben@example.com"},
+    )
+    static = await create(api, name="Newsletter", kind="STATIC")
+    # emails are found through their keyed hash, in any case; other columns are ignored
+    done = await ok(
+        api,
+        IMPORT,
+        {
+            "input": {
+                "segmentId": static["id"],
+                "csv": "Name,Email\nA,ANNA@example.com\nB,ben@example.com\n",
+            }
+        },
+        W,
+    )
+    assert (done["rows"], done["added"], done["segment"]["memberCount"]) == (2, 2, 2)
+    before = await segment_state(api)
+    for csv, expected in (
+        ("", [("REQUIRED", ["input", "csv"])]),
+        ("email\nnot-an-email\n", [("INVALID", ["input", "csv", "2"])]),
+        ("email,external_id\na,b\n", [("INVALID_HEADER", ["input", "csv", "1"])]),
+        ("x" * 900_001, [("TOO_LONG", ["input", "csv"])]),
+    ):
+        body = await api.gql(IMPORT, {"input": {"segmentId": static["id"], "csv": csv}}, scopes=W)
+        assert codes_and_fields(body) == expected, (csv[:40], body)
+    assert await segment_state(api) == before
+    body = await api.gql(
+        '{ segments(filter: {search: "%s"}) { totalCount } }' % ("x" * 101),
+        scopes="segments:read",
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"], body

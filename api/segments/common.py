@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.segments.inputs import SegmentCondition, resolve_definition
 from domain.errors import DomainError, FieldError
+from domain.segments import definition
 
 # Every code the definition checks can give (domain/segments/definition.py).
 DEFINITION_CODES = [
@@ -33,8 +34,6 @@ async def checked_definition(
     """The definition JSON of ``cond``: ids decoded, structure and limits checked before any
     lookup, then product external ids and category paths resolved. References (products,
     categories, segments, cycles) are checked by ``definition.validate`` after this."""
-    from domain.segments import definition
-
     doc = await resolve_definition(
         session, cond, path, check=lambda d: definition.parse(d, path=path)
     )
