@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,15 +29,47 @@ DEFINITION_CODES = [
 ]
 
 
+# Values in all the lists (values, tags) of one definition. Each becomes a bound parameter, and
+# PostgreSQL takes at most 32,767 per statement: 300 conditions of 1000 values would not run.
+MAX_TOTAL_VALUES = 10_000
+
+
+def _count_values(doc: dict[str, Any], path: tuple[str, ...]) -> None:
+    total = 0
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in ("values", "tags"):
+                found = item.get(key)
+                if isinstance(found, list):
+                    total += len(found)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    if total > MAX_TOTAL_VALUES:
+        raise DomainError.one(
+            "TOO_MANY",
+            f"a definition has at most {MAX_TOTAL_VALUES} values in all its lists ({total} given)",
+            *path,
+        )
+
+
+def _checks(path: tuple[str, ...]) -> Callable[[dict[str, Any]], object]:
+    def check(doc: dict[str, Any]) -> None:
+        definition.parse(doc, path=path)
+        _count_values(doc, path)
+
+    return check
+
+
 async def checked_definition(
     session: AsyncSession, cond: SegmentCondition, path: tuple[str, ...]
 ) -> dict[str, Any]:
     """The definition JSON of ``cond``: ids decoded, structure and limits checked before any
     lookup, then product external ids and category paths resolved. References (products,
     categories, segments, cycles) are checked by ``definition.validate`` after this."""
-    doc = await resolve_definition(
-        session, cond, path, check=lambda d: definition.parse(d, path=path)
-    )
+    doc = await resolve_definition(session, cond, path, check=_checks(path))
     return doc
 
 

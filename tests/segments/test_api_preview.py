@@ -19,11 +19,13 @@ from domain.users.models import Customer
 from tests.conftest import Api, count_rows, error_codes
 from tests.segments.api_helpers import (
     ADMIN,
+    CREATE,
     ORDERS,
     PREVIEW,
     PREVIEW_COUNT,
     RU,
     SEED,
+    W,
     ago,
     consent,
     create,
@@ -569,3 +571,31 @@ async def test_odd_bounds_and_windows_are_typed_errors(api: Api) -> None:
         PREVIEW_COUNT, {"d": {"order": {"window": {"from": "2020-01-01T00:00:00"}}}}, scopes=RU
     )
     assert "errors" in body or body["data"]["previewSegment"]["errors"], body
+
+
+async def test_values_in_all_lists_are_bounded(api: Api) -> None:
+    """Every value is a bound parameter (PostgreSQL takes at most 32,767 in a statement): a
+    definition holds at most 10,000 values in all its lists, and up to that it runs quickly."""
+    await users(api, {"externalId": "v-5", "country": "DE"})
+
+    def lists(n: int) -> dict[str, Any]:
+        values = [f"v-{i}" for i in range(1000)]
+        leaf = {"attribute": {"field": "EXTERNAL_ID", "op": "IN", "values": values}}
+        return {"or": [leaf] * n}
+
+    # 90 lists of 1000 (about 0.9 MB, under the 1 MB body limit): TOO_MANY at the root, at once
+    started = time.perf_counter()
+    body = await api.gql(PREVIEW_COUNT, {"d": lists(90)}, scopes=RU)
+    assert [(e["code"], e["field"]) for e in body["data"]["previewSegment"]["errors"]] == [
+        ("TOO_MANY", ["definition"])
+    ], body
+    assert time.perf_counter() - started < 3
+    # 10 lists of 1000: counted
+    started = time.perf_counter()
+    body = await api.gql(PREVIEW_COUNT, {"d": lists(10)}, scopes=RU)
+    assert body["data"]["previewSegment"] == {"preview": {"count": 1}, "errors": []}, body
+    assert time.perf_counter() - started < 3
+    body = await api.gql(CREATE, {"input": {"name": "big", "definition": lists(11)}}, scopes=W)
+    assert [(e["code"], e["field"]) for e in body["data"]["createSegment"]["errors"]] == [
+        ("TOO_MANY", ["input", "definition"])
+    ], body
