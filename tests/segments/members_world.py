@@ -39,6 +39,17 @@ async def shoppers(db: Database, settings: Settings, countries: list[str | None]
     return [int(c.id or 0) for c in made]
 
 
+async def product(db: Database, external_id: str = "p-1") -> int:
+    from domain.catalog import service as catalog
+
+    async with db.unit_of_work() as session:
+        (made,) = await catalog.upsert_products(
+            session,
+            [{"external_id": external_id, "title": "Mug", "price": "9.99", "currency": "EUR"}],
+        )
+    return int(made.id or 0)
+
+
 async def set_country(db: Database, customer_id: int, country: str | None) -> None:
     async with db.unit_of_work() as session:
         await session.execute(
