@@ -580,3 +580,35 @@ async def test_import_by_email_and_bad_files(api: Api) -> None:
         scopes="segments:read",
     )
     assert error_codes(body) == ["BAD_USER_INPUT"], body
+
+
+async def test_builtin_segments_are_read_only_and_round_trip(api: Api) -> None:
+    from domain.segments import builtins
+
+    async with api.db.unit_of_work() as session:
+        await builtins.seed(session)
+    body = await api.gql(
+        """{ segments(first: 50, filter: {builtin: true}) { totalCount nodes { id key name
+          builtin kind definition } } }""",
+        scopes="segments:read",
+    )
+    nodes = body["data"]["segments"]["nodes"]
+    assert body["data"]["segments"]["totalCount"] == len(builtins.BUILTINS) == len(nodes)
+    assert all(
+        n["builtin"] and n["kind"] == "DYNAMIC" and n["key"].startswith("builtin:") for n in nodes
+    )
+    before = await segment_state(api)
+    for n in nodes:
+        # each definition, read back in the input form, is a valid input again
+        body = await api.gql(
+            "query($d: SegmentCondition!) { previewSegment(definition: $d) { errors { code } } }",
+            {"d": n["definition"]},
+            scopes="segments:read",
+        )
+        assert body["data"]["previewSegment"]["errors"] == [], (n["key"], body)
+        # and the segment cannot be changed or archived
+        body = await api.gql(UPDATE, {"input": {"id": n["id"], "name": "mine now"}}, scopes=W)
+        assert codes_and_fields(body) == [("BUILTIN", ["input", "id"])], body
+        body = await api.gql(ARCHIVE, {"input": {"id": n["id"]}}, scopes=W)
+        assert codes_and_fields(body) == [("BUILTIN", ["input", "id"])], body
+    assert await segment_state(api) == before
