@@ -264,9 +264,54 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def is_process(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+class PgCpu:
+    """CPU time of the PostgreSQL backends serving this run's database (PostgreSQL on this
+    machine: read from ``/proc``; ``None`` elsewhere and on SQLite)."""
+
+    def __init__(self, ways: Ways) -> None:
+        self.ways = ways
+        self.enabled = ways.db.engine.dialect.name == "postgresql"
+        self.start: dict[int, float] = {}
+
+    async def _pids(self) -> list[int]:
+        from sqlalchemy import text
+
+        async with self.ways.db.read_only() as session:
+            rows = await session.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+            return [int(pid) for (pid,) in rows]
+
+    async def begin(self) -> None:
+        if self.enabled:
+            pids = await self._pids()
+            self.enabled = all(is_process(pid) for pid in pids)
+            self.start = {pid: proc_cpu(pid) for pid in pids}
+
+    async def seconds(self) -> float | None:
+        """CPU seconds since ``begin`` (backends started meanwhile count from 0)."""
+        if not self.enabled:
+            return None
+        pids = set(await self._pids()) | set(self.start)
+        return sum(proc_cpu(pid) - self.start.get(pid, 0.0) for pid in pids)
+
+
 async def run(
     args: argparse.Namespace, benv: common.BenchEnv, url: str, token: str, server_pid: int
-) -> tuple[dict[str, list[float]], list[float]]:
+) -> tuple[dict[str, list[float]], list[float], dict[str, dict[str, list[float]]]]:
     ways = Ways(benv, url, token)
     await ways.load_ids()
     size, clients = args.batch_size, args.clients
@@ -303,6 +348,12 @@ async def run(
     }
     results: dict[str, list[float]] = {m: [] for m in METHODS}
     server_cpu: list[float] = []
+    # CPU milliseconds per batch of each way, by process: this one (the clients, and for
+    # ``service`` the service itself), the server, PostgreSQL's backends of this database.
+    cpu_ms: dict[str, dict[str, list[float]]] = {
+        m: {"bench": [], "server": [], "postgres": []} for m in METHODS
+    }
+    pg = PgCpu(ways)
     try:
         # Warm up every path once (connections, statement caches, the server's first request).
         for method in METHODS:
@@ -312,11 +363,18 @@ async def run(
             order = list(METHODS[r % 3 :] + METHODS[: r % 3])
             for method in order:
                 payloads = prepared(method)
-                cpu = cpu_seconds(server_pid)
+                await pg.begin()
+                cpu, own = cpu_seconds(server_pid), time.process_time()
                 rate = await timed(writers[method], payloads)
+                own, server = time.process_time() - own, cpu_seconds(server_pid) - cpu
+                postgres = await pg.seconds()
+                per_batch = 1000 / (clients * args.batches)
                 if method == "graphql":
-                    batches = clients * args.batches
-                    server_cpu.append(1000 * (cpu_seconds(server_pid) - cpu) / batches)
+                    server_cpu.append(server * per_batch)
+                cpu_ms[method]["bench"].append(own * per_batch)
+                cpu_ms[method]["server"].append(server * per_batch)
+                if postgres is not None:
+                    cpu_ms[method]["postgres"].append(postgres * per_batch)
                 results[method].append(rate)
                 common.log(f"round {r + 1}/{args.rounds} {method:8} {rate:8.0f} events/s")
         if args.profile:
@@ -325,7 +383,7 @@ async def run(
             )
     finally:
         await ways.close()
-    return results, server_cpu
+    return results, server_cpu, cpu_ms
 
 
 def start_spy(pid: int, path: str) -> Any:
@@ -416,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         # middle of a round (and count the bare rows into the profiles, see check_profiles).
         extra = {"PRECIS_SCHEDULER": "off"} | dict(p.split("=", 1) for p in args.server_env)
         with common.server(benv, workers=args.workers, extra_env=extra) as srv:
-            results, server_cpu = asyncio.run(run(args, benv, srv.url, token, srv.pid))
+            results, server_cpu, cpu_ms = asyncio.run(run(args, benv, srv.url, token, srv.pid))
         checked = asyncio.run(check_profiles(benv))
     print()
     print(
@@ -442,6 +500,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([method, events_s, 1000 * args.batch_size / events_s, ratios[method]])
     print(common.table(["way", "events/s", "ms/batch", "ratio to bare"], rows))
     print(f"server process CPU per trackEvents batch: {common.median(server_cpu):.1f} ms")
+    print()
+    print("CPU per batch, ms (median over rounds; this machine's cores are shared by all three):")
+    cpu_rows = []
+    for method in METHODS:
+        parts = cpu_ms[method]
+        medians = [common.median(parts[k]) if parts[k] else None for k in parts]
+        total = None if None in medians else sum(m for m in medians if m is not None)
+        cpu_rows.append([method, *("-" if m is None else f"{m:.1f}" for m in medians), total])
+    print(common.table(["way", "bench process", "server", "PostgreSQL", "total"], cpu_rows))
     print()
     for method in METHODS[1:]:
         print(

@@ -393,25 +393,60 @@ async def _ids_by(session: AsyncSession, column: Any, values: set[Any]) -> dict[
     return (await _look_up(session, {"_": (column, column.table.c.id, values)}))["_"]
 
 
+_LOOK_UPS: dict[tuple[Any, ...], Any] = {}
+
+
+def _look_up_statement(session: AsyncSession, branches: tuple[tuple[str, Any, Any], ...]) -> Any:
+    """The UNION ALL of ``_look_up`` for these (name, key column, id column) branches, built once
+    per dialect and set of branches (SQLAlchemy then finds its compiled form without rebuilding
+    and hashing the statement each call). Branch ``name`` takes its keys from parameter
+    ``k_<name>``: on PostgreSQL one JSON array (``json_array_elements_text``: one parameter and
+    one prepared statement whatever the number of keys, and no per-element encoding in Python),
+    elsewhere an expanding ``IN`` list."""
+    dialect = session.get_bind().dialect.name
+    cache_key = (dialect, branches)
+    stmt = _LOOK_UPS.get(cache_key)
+    if stmt is None:
+        selects = []
+        for name, key, value in branches:
+            if dialect == "postgresql":
+                element = func.json_array_elements_text(
+                    cast(bindparam(f"k_{name}", type_=Text()), JSON())
+                )
+                keys: Any = select(
+                    cast(element, key.type) if isinstance(key.type, Integer) else element
+                ).scalar_subquery()
+            else:
+                keys = bindparam(f"k_{name}", expanding=True)
+            selects.append(
+                select(
+                    literal(name, Text).label("name"),
+                    cast(key, Text).label("key"),
+                    cast(value, BigInteger).label("id"),
+                ).where(key.in_(keys))
+            )
+        stmt = selects[0] if len(selects) == 1 else union_all(*selects)
+        _LOOK_UPS[cache_key] = stmt
+    return stmt
+
+
 async def _look_up(
     session: AsyncSession, wanted: dict[str, tuple[Any, Any, set[Any]]]
 ) -> dict[str, dict[Any, Any]]:
     """Several ``{key: id}`` look-ups in one round trip: ``wanted`` maps a name to (key column,
-    id column, keys); each becomes a branch of one UNION ALL (keys travel as text)."""
+    id column, keys); each becomes a branch of one UNION ALL (keys come back as text)."""
     found: dict[str, dict[Any, Any]] = {name: {} for name in wanted}
-    branches = [
-        select(
-            literal(name, Text).label("name"),
-            cast(key, Text).label("key"),
-            cast(value, BigInteger).label("id"),
-        ).where(among(session, key, sorted(keys)))
-        for name, (key, value, keys) in wanted.items()
-        if keys
-    ]
+    branches = tuple((name, key, value) for name, (key, value, keys) in wanted.items() if keys)
     if not branches:
         return found
-    stmt = branches[0] if len(branches) == 1 else union_all(*branches)
-    for name, key, value in (await session.execute(stmt)).all():  # one fetch, not one a row
+    pg = session.get_bind().dialect.name == "postgresql"
+    params = {
+        f"k_{name}": orjson.dumps(list(keys)).decode() if pg else list(keys)
+        for name, (_, _, keys) in wanted.items()
+        if keys
+    }
+    stmt = _look_up_statement(session, branches)
+    for name, key, value in (await session.execute(stmt, params)).all():  # one fetch
         found[name][key] = value
     for name, (key_column, _, _) in wanted.items():
         if isinstance(key_column.type, Integer):  # ids came back as text
