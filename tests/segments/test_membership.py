@@ -413,3 +413,29 @@ async def test_per_shopper_path_is_three_queries_plus_writes(
         assert len(statements) == 3 + 2 + 5, statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_data_export_lists_memberships_and_transitions(
+    db: Database, settings: Settings
+) -> None:
+    from domain.keys import build_keys
+    from domain.privacy.export import SECTIONS
+
+    a, b = await shoppers(db, settings, ["DE", "FR"])
+    sid = await segment(db, DE, name="Germans")
+    await membership.refresh_segment(db, sid)
+    await set_country(db, a, "FR")
+    await membership.refresh_segment(db, sid)
+    await set_country(db, a, "DE")
+    await membership.refresh_segment(db, sid)
+    async with db.read_only() as session:
+        doc = await SECTIONS["segments"](session, build_keys(settings), a)
+        other = await SECTIONS["segments"](session, build_keys(settings), b)
+    assert [(m["segment_id"], m["name"]) for m in doc["memberships"]] == [(sid, "Germans")]
+    assert doc["memberships"][0]["entered_at"] is not None
+    assert [(t["segment_id"], t["kind"], t["version"]) for t in doc["transitions"]] == [
+        (sid, "enter", 1),
+        (sid, "exit", 1),
+        (sid, "enter", 1),
+    ]
+    assert other == {"memberships": [], "transitions": []}
