@@ -439,3 +439,28 @@ async def test_data_export_lists_memberships_and_transitions(
         (sid, "enter", 1),
     ]
     assert other == {"memberships": [], "transitions": []}
+
+
+async def test_reevaluation_waits_for_a_running_refresh(
+    db: Database, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip("concurrent writers: PostgreSQL (SQLite runs one writer at a time)")
+    a, b = await shoppers(db, settings, ["DE", "FR"])
+    sid = await segment(db, DE)
+    await membership.refresh_segment(db, sid)
+    await set_country(db, b, "DE")
+    monkeypatch.setenv(membership.PAUSE_ENV, "1.0")
+    refresh = asyncio.create_task(membership.refresh_segment(db, sid))
+    await asyncio.sleep(0.3)
+    monkeypatch.delenv(membership.PAUSE_ENV)
+    started = time.monotonic()
+    async with db.unit_of_work() as session:
+        found = await membership.reevaluate_customer(session, b, Changes(attributes=True))
+    waited = time.monotonic() - started
+    assert (await refresh).entered == 1
+    # It waited for the refresh's commit, then saw b already entered: no second transition
+    assert waited > 0.4
+    assert found == []
+    assert await log_of(db, sid) == [(sid, a, "enter", 1), (sid, b, "enter", 1)]
+    assert (await row(db, sid)).member_count == 2
