@@ -13,12 +13,13 @@ from strawberry.types import Info
 
 from api.auth.permissions import RequireScopes
 from api.ids import encode_cursor, encode_id
-from api.relay import Node, PageInfo, check_first, parse_after
+from api.relay import Connection, Node, PageInfo, check_first, connection, parse_after
 from api.segments.inputs import to_input
 from api.segments.loaders import history_loader, memberships_loader
 from api.users.loaders import user_loader
-from domain.segments import service
+from domain.segments import repository, service
 from domain.segments.models import Segment as SegmentRow
+from domain.segments.models import SegmentTransition as SegmentTransitionRow
 from domain.segments.models import SegmentVersion as SegmentVersionRow
 
 if TYPE_CHECKING:
@@ -61,6 +62,38 @@ class SegmentMemberConnection:
     @strawberry.field(description="How many members the segment has now.")
     def total_count(self) -> int:
         return self._count
+
+
+@strawberry.enum
+class SegmentTransitionKind(Enum):
+    ENTER = "enter"
+    EXIT = "exit"
+
+
+@strawberry.type(
+    description="A shopper entering or leaving a segment: the event campaigns trigger on."
+)
+class SegmentTransition:
+    version: int = strawberry.field(description="The segment version whose evaluation caused it.")
+    occurred_at: datetime
+
+    @strawberry.field(description="Increasing with the order of writing (see Segment.transitions).")
+    @staticmethod
+    def id(root: SegmentTransitionRow) -> strawberry.ID:
+        return strawberry.ID(encode_id("SegmentTransition", root.id or 0))
+
+    @strawberry.field
+    @staticmethod
+    def kind(root: SegmentTransitionRow) -> SegmentTransitionKind:
+        return SegmentTransitionKind(root.kind)
+
+    @strawberry.field(description="The shopper; null once erased.")
+    @staticmethod
+    async def user(
+        root: SegmentTransitionRow, info: Info
+    ) -> Annotated[User, strawberry.lazy("api.users.types")] | None:
+        found: Any = await info.context.loader("user", user_loader).load(root.customer_id)
+        return found  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="One saved version of a segment (every create and update adds one).")
@@ -151,6 +184,28 @@ class Segment(Node):
             ),
             _segment_id=root.id or 0,
             _count=root.member_count,
+        )
+
+    @strawberry.field(
+        permission_classes=[RequireScopes("segments:read", "users:read")],
+        description="Shoppers entering and leaving, oldest first (by id; needs users:read too). "
+        "Rows commit in transaction order, not strictly in id order: a reader following the log "
+        "re-reads from a cursor a few seconds behind the newest row it has seen.",
+    )
+    @staticmethod
+    async def transitions(
+        root: SegmentRow, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[SegmentTransition] | None:
+        check_first(first)
+        cursor = parse_after(after)
+        session = info.context.session
+        segment_id = root.id or 0
+        rows = await service.transitions(session, segment_id, after=cursor, first=first)
+        return connection(  # type: ignore[return-value]
+            rows,
+            first=first,
+            after=cursor,
+            count=lambda: repository.count_transitions(session, segment_id),
         )
 
     @strawberry.field(description="Every saved version, newest first.")

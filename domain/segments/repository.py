@@ -1,16 +1,16 @@
-"""Batch reads of segments for the API's DataLoaders (the single-segment reads are in the
-service): many ids, one query."""
+"""Reads the API needs beside the service's: batches for DataLoaders (many ids, one query) and
+counts for connections."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from domain.segments.models import SegmentVersion
+from domain.segments.models import SegmentTransition, SegmentVersion
 
 
 async def history_for(
@@ -28,3 +28,8 @@ async def history_for(
     for row in rows:
         out[row.segment_id].append(row)
     return out
+
+
+async def count_transitions(session: AsyncSession, segment_id: int) -> int:
+    stmt = select(func.count()).where(col(SegmentTransition.segment_id) == segment_id)
+    return int(await session.scalar(stmt) or 0)

@@ -387,8 +387,33 @@ async def test_static_segments(api: Api) -> None:
         "u3",
         "u4",
     ]
-    # every entry and exit was recorded: 3 in, 1 out, 2 in, 2 out
+    # every entry and exit was recorded: 3 in, 1 out, then 2 out and 2 in, read in pages
     assert await count_rows(api.db, "segment_transition") == 8
+    query = """query($id: ID!, $after: String) { segment(id: $id) { transitions(first: 5,
+      after: $after) { totalCount nodes { kind version occurredAt user { externalId } }
+      pageInfo { hasNextPage endCursor } } } }"""
+    log: list[tuple[str, str]] = []
+    after = None
+    while True:
+        body = await api.gql(query, {"id": static["id"], "after": after}, scopes=RU)
+        page = body["data"]["segment"]["transitions"]
+        assert page["totalCount"] == 8
+        log += [(n["kind"], n["user"]["externalId"]) for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert log == [
+        ("ENTER", "u0"),
+        ("ENTER", "u1"),
+        ("ENTER", "u2"),
+        ("EXIT", "u0"),
+        ("EXIT", "u1"),
+        ("EXIT", "u2"),
+        ("ENTER", "u3"),
+        ("ENTER", "u4"),
+    ]
+    body = await api.gql(query, {"id": static["id"], "after": None}, scopes="segments:read")
+    assert error_codes(body) == ["FORBIDDEN"], body
 
 
 async def test_refresh_members_pagination_and_user_segments(api: Api) -> None:
