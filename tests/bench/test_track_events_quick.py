@@ -18,3 +18,8 @@ def test_track_events_quick(database: str, postgres_url: str | None) -> None:
         pattern = rf"^{way} events/s \({database}\): \d+; ratio {way} / bare insert: \d+\.\d+"
         assert re.search(pattern, out, re.M), out
     assert re.search(r"^server process CPU per trackEvents batch: [\d.]+ ms", out, re.M), out
+    assert "CPU per batch, ms" in out, out
+    cpu = re.search(r"^graphql +([\d.]+) +([\d.]+) +(\S+) +(\S+)$", out, re.M)
+    assert cpu is not None, out
+    # PostgreSQL's own CPU is read from /proc for a local server; on SQLite there is none.
+    assert (cpu.group(3) == "-") == (database == "sqlite"), out
