@@ -65,7 +65,8 @@ async def refresh_segments(
 
     from domain.segments.membership import refresh_all
 
-    result = (await refresh_all(ctx["db"], segment_ids=segment_ids)).as_dict()
+    summary = await refresh_all(ctx["db"], segment_ids=segment_ids, skip_locked=True)
+    result = summary.as_dict()
     logging.getLogger("precis.segments").info("segments refreshed %s", result)
     return result
 

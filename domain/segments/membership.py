@@ -144,6 +144,7 @@ class RefreshResult:
 class RefreshSummary:
     refreshed: list[RefreshResult] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)  # held by another refresh or an edit
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,6 +153,7 @@ class RefreshSummary:
             "entered": sum(r.entered for r in self.refreshed),
             "exited": sum(r.exited for r in self.refreshed),
             "failed": {str(k): v for k, v in self.failed.items()},
+            "skipped": len(self.skipped),
             "seconds": round(self.seconds, 3),
         }
 
@@ -287,26 +289,31 @@ async def _test_pause() -> None:
     await asyncio.sleep(float(seconds))
 
 
-async def _lock(session: AsyncSession, segment_id: int) -> Segment | None:
+async def _lock(session: AsyncSession, segment_id: int, *, skip_locked: bool) -> Segment | None:
     return (
         await session.execute(
             select(Segment)
             .where(col(Segment.id) == segment_id)
-            .with_for_update()
+            .with_for_update(skip_locked=skip_locked)
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
 
 
-async def _refresh(session: AsyncSession, segment_id: int, now: datetime | None) -> RefreshResult:
+async def _refresh(
+    session: AsyncSession, segment_id: int, now: datetime | None, skip_locked: bool = False
+) -> RefreshResult:
     from domain.segments.compiler import compile_members
 
     started = time.perf_counter()
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         await session.execute(text(f"SET LOCAL statement_timeout = '{REFRESH_STATEMENT_TIMEOUT}'"))
-    seg = await _lock(session, segment_id)
+    seg = await _lock(session, segment_id, skip_locked=skip_locked)
     if seg is None:
+        if skip_locked and await session.get(Segment, segment_id) is not None:
+            # Being refreshed (or edited) by another transaction right now: that one counts.
+            return RefreshResult(segment_id, 0, 0, 0, 0.0, None, skipped="locked")
         raise DomainError.one("NOT_FOUND", "no such segment", "id")
     assert seg.id is not None
     if seg.status != "active" or seg.kind != "dynamic":
@@ -386,14 +393,19 @@ async def _refresh(session: AsyncSession, segment_id: int, now: datetime | None)
 
 
 async def refresh_segment(
-    target: Database | AsyncSession, segment_id: int, *, now: datetime | None = None
+    target: Database | AsyncSession,
+    segment_id: int,
+    *,
+    now: datetime | None = None,
+    skip_locked: bool = False,
 ) -> RefreshResult:
     """Recompute one dynamic segment's membership in one transaction (a ``Database``: its own unit
-    of work, committed here; a session: the caller's, which the caller commits)."""
+    of work, committed here; a session: the caller's, which the caller commits). With
+    ``skip_locked`` a segment another transaction holds (PostgreSQL) is skipped, not waited for."""
     if isinstance(target, AsyncSession):
-        return await _refresh(target, segment_id, now)
+        return await _refresh(target, segment_id, now, skip_locked)
     async with target.unit_of_work() as session:
-        return await _refresh(session, segment_id, now)
+        return await _refresh(session, segment_id, now, skip_locked)
 
 
 async def refresh_all(
@@ -402,9 +414,11 @@ async def refresh_all(
     progress: Progress | None = None,
     only: Callable[[Compiled], bool] | None = None,
     segment_ids: Iterable[int] | None = None,
+    skip_locked: bool = False,
 ) -> RefreshSummary:
     """Refresh every active dynamic segment (or those ``only`` keeps, or the given ids), referenced
-    segments first, each in its own transaction: a failure is logged and reported, the others go on."""
+    segments first, each in its own transaction: a failure is logged and reported, the others go on.
+    ``skip_locked`` (the cron job): a segment being refreshed by an overlapping run is left to it."""
     started = time.perf_counter()
     async with db.read_only() as session:
         items = order_by_references(await active_definitions(session))
@@ -418,7 +432,11 @@ async def refresh_all(
         if progress is not None:
             progress(done, len(items), item.name)
         try:
-            summary.refreshed.append(await refresh_segment(db, item.segment_id))
+            result = await refresh_segment(db, item.segment_id, skip_locked=skip_locked)
+            if result.skipped == "locked":
+                summary.skipped.append(item.segment_id)
+            else:
+                summary.refreshed.append(result)
         except Exception as exc:  # one bad segment must not stop the others
             log.exception("refresh of segment %s failed", item.segment_id)
             summary.failed[item.segment_id] = str(exc)[:500] or type(exc).__name__
@@ -442,7 +460,17 @@ async def reevaluate_customer(
     """Re-check one shopper against the active dynamic segments ``changes`` can affect and apply
     the difference (membership rows, transitions, member counts) in the caller's transaction.
     ``evaluated``, if given, receives the ids of the segments evaluated (tests count them)."""
-    cache = await _cache(session)
+    return await _reevaluate(session, await _cache(session), customer_id, changes, now, evaluated)
+
+
+async def _reevaluate(
+    session: AsyncSession,
+    cache: _Cache,
+    customer_id: int,
+    changes: Changes,
+    now: datetime | None,
+    evaluated: list[int] | None,
+) -> list[Transition]:
     items = [c for c in cache.items if affects(c.deps, changes)]
     if not items:
         return []
@@ -570,11 +598,15 @@ async def _write_diff(
 async def reevaluate_customers(
     db: Database, customer_ids: Iterable[int], changes: Changes
 ) -> dict[str, int]:
-    """``reevaluate_customer`` for each shopper, each in its own short transaction."""
+    """``reevaluate_customer`` for each shopper, each in its own short transaction (the
+    definitions are checked for staleness once for all of them)."""
     entered = exited = customers = 0
+    cache: _Cache | None = None
     for customer_id in sorted(set(customer_ids)):
         async with db.unit_of_work() as session:
-            found = await reevaluate_customer(session, customer_id, changes)
+            if cache is None:
+                cache = await _cache(session)
+            found = await _reevaluate(session, cache, customer_id, changes, None, None)
         customers += 1
         entered += sum(1 for t in found if t.kind == "enter")
         exited += sum(1 for t in found if t.kind == "exit")

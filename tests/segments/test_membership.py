@@ -464,3 +464,22 @@ async def test_reevaluation_waits_for_a_running_refresh(
     assert found == []
     assert await log_of(db, sid) == [(sid, a, "enter", 1), (sid, b, "enter", 1)]
     assert (await row(db, sid)).member_count == 2
+
+
+async def test_overlapping_cron_refresh_skips_a_held_segment(
+    db: Database, settings: Settings, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("row locks: PostgreSQL (SQLite runs one writer at a time)")
+    (a,) = await shoppers(db, settings, ["DE"])
+    held = await segment(db, DE, name="Held")
+    free = await segment(db, DE, name="Free")
+    async with db.unit_of_work() as editing:
+        await service.update_segment(editing, ADMIN, held, name="Held 2")
+        started = time.monotonic()
+        summary = await asyncio.wait_for(membership.refresh_all(db, skip_locked=True), 10)
+        assert time.monotonic() - started < 5  # did not wait for the edit
+    assert summary.skipped == [held]
+    assert [r.segment_id for r in summary.refreshed] == [free]
+    assert summary.as_dict()["skipped"] == 1
+    assert await members_of(db, held) == set() and await members_of(db, free) == {a}
