@@ -84,3 +84,40 @@ def under_input(exc: DomainError) -> DomainError:
             for e in exc.errors
         ]
     )
+
+
+def inlined_values(resolved: definition.Resolved) -> int:
+    """The values of a resolved definition's lists with every referenced dynamic segment inlined,
+    as often as it is referenced (which is how it is compiled)."""
+
+    def count(tree: definition.Node, seen: frozenset[int]) -> int:
+        total = 0
+        for node in definition.walk(tree):
+            total += len(getattr(node, "values", ()) or ()) + len(getattr(node, "tags", ()) or ())
+            if isinstance(node, definition.SegmentRef) and node.segment_id not in seen:
+                ref = resolved.segments.get(node.segment_id)
+                if ref is not None and ref.kind == "dynamic" and ref.tree is not None:
+                    total += count(ref.tree, seen | {node.segment_id})
+        return total
+
+    return count(resolved.tree, frozenset())
+
+
+async def validated(
+    session: AsyncSession,
+    doc: dict[str, Any],
+    path: tuple[str, ...],
+    *,
+    segment_id: int | None = None,
+) -> definition.Resolved:
+    """``definition.validate`` plus the values bound with referenced segments inlined."""
+    resolved = await definition.validate(session, doc, segment_id=segment_id)
+    total = inlined_values(resolved)
+    if total > MAX_TOTAL_VALUES:
+        raise DomainError.one(
+            "TOO_MANY",
+            f"with the segments it references, the definition has {total} values in its lists; "
+            f"at most {MAX_TOTAL_VALUES}",
+            *path,
+        )
+    return resolved

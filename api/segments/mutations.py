@@ -13,7 +13,7 @@ from strawberry.types import Info
 from api.auth.permissions import RequireScopes
 from api.errors import error_type, to_errors
 from api.ids import BadId, decode_id
-from api.segments.common import DEFINITION_CODES, checked_definition, under_input
+from api.segments.common import DEFINITION_CODES, checked_definition, under_input, validated
 from api.segments.inputs import SegmentCondition
 from api.segments.types import Segment, SegmentKind
 from domain.audit import service as audit
@@ -237,6 +237,7 @@ class SegmentMutations:
                 doc = await checked_definition(
                     ctx.session, input.definition, ("input", "definition")
                 )
+                await validated(ctx.session, doc, ("input", "definition"))
             row = await service.create_segment(
                 ctx.session,
                 ctx.actor,
@@ -266,6 +267,7 @@ class SegmentMutations:
                 doc = await checked_definition(
                     ctx.session, input.definition, ("input", "definition")
                 )
+                await validated(ctx.session, doc, ("input", "definition"), segment_id=segment_id)
             row = await service.update_segment(
                 ctx.session,
                 ctx.actor,

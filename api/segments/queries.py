@@ -12,13 +12,12 @@ from api.auth.permissions import RequireScopes
 from api.errors import error_type, to_errors
 from api.ids import BadId, decode_id
 from api.relay import Connection, check_first, connection, parse_after
-from api.segments.common import DEFINITION_CODES, checked_definition
+from api.segments.common import DEFINITION_CODES, checked_definition, validated
 from api.segments.inputs import SegmentCondition
 from api.segments.loaders import segment_loader
 from api.segments.types import Segment, SegmentKind, SegmentPreview, SegmentStatus
 from domain.auth.scopes import ADMIN_SCOPE
 from domain.errors import DomainError
-from domain.segments import definition as definitions
 from domain.segments import service
 from domain.segments.models import Segment as SegmentRow
 
@@ -105,7 +104,7 @@ class SegmentQueries:
         session = ctx.session
         try:
             doc = await checked_definition(session, definition, ("definition",))
-            resolved = await definitions.validate(session, doc)
+            resolved = await validated(session, doc, ("definition",))
             from domain.segments.preview import preview
 
             result = await preview(

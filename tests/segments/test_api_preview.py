@@ -599,3 +599,18 @@ async def test_values_in_all_lists_are_bounded(api: Api) -> None:
     assert [(e["code"], e["field"]) for e in body["data"]["createSegment"]["errors"]] == [
         ("TOO_MANY", ["input", "definition"])
     ], body
+    # referenced segments are compiled inline, so their values count where they are referenced
+    ids = [(await create(api, name=f"s{i}", definition=lists(4)))["id"] for i in range(3)]
+    refs = {"or": [{"segment": {"segmentId": i}} for i in ids]}
+    body = await api.gql(PREVIEW_COUNT, {"d": refs}, scopes=RU)
+    assert [(e["code"], e["field"]) for e in body["data"]["previewSegment"]["errors"]] == [
+        ("TOO_MANY", ["definition"])
+    ], body
+    body = await api.gql(CREATE, {"input": {"name": "refs", "definition": refs}}, scopes=W)
+    assert [(e["code"], e["field"]) for e in body["data"]["createSegment"]["errors"]] == [
+        ("TOO_MANY", ["input", "definition"])
+    ], body
+    body = await api.gql(
+        PREVIEW_COUNT, {"d": {"or": [{"segment": {"segmentId": i}} for i in ids[:2]]}}, scopes=RU
+    )
+    assert body["data"]["previewSegment"] == {"preview": {"count": 1}, "errors": []}, body
