@@ -244,6 +244,23 @@ async def _validate_definition(
     from domain.segments.definition import validate
 
     await validate(session, definition, segment_id=segment_id)
+    refs = sorted(referenced_ids(definition))
+    if refs:
+        # Hold the referenced segments (PostgreSQL FOR SHARE) until commit: archiving one takes
+        # FOR UPDATE, so it waits and then sees this reference (IN_USE), or it committed first
+        # and this save sees the segment archived.
+        rows = await session.execute(
+            select(col(Segment.id), col(Segment.status))
+            .where(col(Segment.id).in_(refs))
+            .with_for_update(read=True)
+        )
+        gone = sorted(set(refs) - {int(i or 0) for i, status in rows.all() if status == "active"})
+        if gone:
+            raise DomainError.one(
+                "NOT_FOUND",
+                "referenced segment(s) archived or missing: " + ", ".join(map(str, gone)),
+                "definition",
+            )
 
 
 async def _locked(session: AsyncSession, segment_id: int) -> Segment:

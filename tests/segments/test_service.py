@@ -383,3 +383,23 @@ async def test_cart_abandoners_rule(db: Database, settings: Settings) -> None:
     assert seg is not None and seg.id is not None
     await membership.refresh_all(db)
     assert await members_of(db, seg.id) == {a}
+
+
+async def test_archive_and_a_new_reference_cannot_cross(db: Database, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("concurrent writers: PostgreSQL (SQLite runs one writer at a time)")
+    import asyncio
+
+    target = await segment(db, DE, name="Target")
+    ref = {"segment": {"segmentId": target, "member": True}}
+
+    # An archive holds the segment; a save referencing it waits, then sees it archived
+    async with db.unit_of_work() as archiving:
+        await service.archive_segment(archiving, ADMIN, target)
+        saving = asyncio.create_task(segment(db, ref, name="Referrer"))
+        await asyncio.sleep(0.5)
+        assert not saving.done()
+    with pytest.raises(DomainError) as err:
+        await saving
+    assert err.value.errors[0].code == "NOT_FOUND"
+    assert await count(db, Segment) == 1
