@@ -409,7 +409,7 @@ class SegmentMutations:
                 entered=0,
                 exited=0,
                 members=0,
-                errors=to_errors(RefreshSegmentError, RefreshSegmentErrorCode, under_input(exc)),
+                errors=to_errors(RefreshSegmentError, RefreshSegmentErrorCode, _stored(exc)),
             )
         return RefreshSegmentPayload(
             segment=row,  # type: ignore[arg-type]
@@ -437,6 +437,21 @@ def _user_paths(exc: DomainError, input: SegmentUsersInput) -> DomainError:
         else:
             out.append(e)
     return under_input(DomainError(out))
+
+
+def _stored(exc: DomainError) -> DomainError:
+    """A refresh names only the segment: a problem of its stored definition (a referenced segment
+    gone, say) is reported at ``input.id``, with the definition path in the message."""
+    return under_input(
+        DomainError(
+            [
+                FieldError(e.code, f"{e.message} (at {'.'.join(e.field)})", ("id",), e.index)
+                if e.field[:1] == ("definition",)
+                else e
+                for e in exc.errors
+            ]
+        )
+    )
 
 
 def _csv_paths(exc: DomainError) -> DomainError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from api.ids import decode_id, encode_id
 from tests.conftest import Api, count_rows, error_codes
@@ -261,6 +261,20 @@ async def test_archive(api: Api) -> None:
     body = await api.gql(ARCHIVE, {"input": {"id": encode_id("Segment", 999)}}, scopes=W)
     assert codes_and_fields(body) == [("NOT_FOUND", ["input", "id"])]
     assert await segment_state(api) == before
+    # a stored definition that went bad (its reference archived behind the API's back): the
+    # refresh is refused at input.id, naming the definition path in the message
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            text("UPDATE segment SET status = 'archived' WHERE id = :id"), {"id": pk(used["id"])}
+        )
+    body = await api.gql(REFRESH, {"input": {"id": user["id"]}}, scopes=W)
+    errors = errors_of(body)
+    assert [(e["code"], e["field"]) for e in errors] == [("NOT_FOUND", ["input", "id"])], body
+    assert "definition.segment.segmentId" in errors[0]["message"]
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            text("UPDATE segment SET status = 'active' WHERE id = :id"), {"id": pk(used["id"])}
+        )
     # the referencing one can; then the other
     for seg in (user, used):
         done = await ok(api, ARCHIVE, {"input": {"id": seg["id"]}}, W)
