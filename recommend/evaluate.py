@@ -137,17 +137,17 @@ def _tune_component(
     n_rel: np.ndarray,
     k: int,
     explicit: set[str],
-) -> tuple[Component, dict[str, Any]]:
+) -> tuple[Component, dict[str, Any], Component | None]:
     """Try each value of the component's tuning grid on validation; keep the best NDCG@k. A
-    parameter given on the command line is not tuned."""
+    parameter given on the command line is not tuned. Also returns the best trial, fitted."""
     from recommend.hybrid import ndcg_at
 
     grid = {p: v for p, v in c.tune_grid().items() if p not in explicit}
     if not grid:
-        return c, {}
+        return c, {}, None
     ((param, values),) = list(grid.items())[:1]
     exclude = vtrain.binary()[vusers]
-    best_value, best_score = c.params[param], -1.0
+    best_value, best_score, best_fit = c.params[param], -1.0, None
     seen: dict[Any, float] = {}
     for v in values:
         trial = type(c)(**{**c.params, param: v})
@@ -155,9 +155,9 @@ def _tune_component(
         recs = protocol.top_k(trial.scores(vusers), k, exclude)
         seen[v] = float(ndcg_at(recs, rel, n_rel, k).mean())
         if seen[v] > best_score + 1e-12:
-            best_value, best_score = v, seen[v]
+            best_value, best_score, best_fit = v, seen[v], trial
     c.params[param] = best_value
-    return c, {param: best_value, "validation_ndcg": seen}
+    return c, {param: best_value, "validation_ndcg": seen}, best_fit
 
 
 def run(
@@ -212,12 +212,14 @@ def run(
         parts: dict[str, np.ndarray] = {}
         for i, (name, c) in enumerate(zip(names, components, strict=True)):
             tell(f"validation: {name}", i, len(components))
+            fitted = None
             if tune:
-                c, info = _tune_component(c, vtrain, vusers, rel, n_rel, k, explicit[i])
+                c, info, fitted = _tune_component(c, vtrain, vusers, rel, n_rel, k, explicit[i])
                 components[i] = c
                 if info:
                     tuned_params[name] = info
-            fitted = type(c)(**c.params).fit(vtrain)
+            if fitted is None:
+                fitted = type(c)(**c.params).fit(vtrain)
             parts[name] = normalise(fitted.scores(vusers), exclude)
         tell("validation: blend weights", 0, 1)
         counter = {"n": 0}
@@ -316,11 +318,12 @@ def _given(spec: str) -> set[str]:
 
 
 def _unique_names(components: list[Component]) -> list[str]:
-    """Report names: the algorithm name, or its full label when the same algorithm runs twice."""
+    """Report names: the algorithm name, or its spec as given when the same algorithm runs
+    twice."""
     counts: dict[str, int] = {}
     for c in components:
         counts[c.name] = counts.get(c.name, 0) + 1
-    names = [c.name if counts[c.name] == 1 else c.label() for c in components]
+    names = [c.name if counts[c.name] == 1 else c.spec for c in components]
     if len(set(names)) != len(names):
         raise EvaluationError(f"the same algorithm twice: {', '.join(names)}")
     return names

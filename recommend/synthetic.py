@@ -31,8 +31,11 @@ def generate(
     loyalty: float = 0.8,
     seed: int = 0,
     start: float = 1_700_000_000.0,
+    ratings: bool = False,
 ) -> Interactions:
-    """Interactions as described in the module docstring; baskets are (user, day)."""
+    """Interactions as described in the module docstring; baskets are (user, day). With
+    ``ratings``, each interaction also carries an explicit 1-5 rating (MovieLens shape): about 4.3
+    for items of the user's own group, 2.5 for others, plus noise."""
     rng = np.random.default_rng(seed)
     item_group = rng.integers(0, groups, size=items)
     zipf = 1.0 / np.arange(1, items + 1) ** 0.8
@@ -42,7 +45,7 @@ def generate(
     for g in range(groups):
         w = np.where(item_group == g, zipf, 0.0)
         by_group.append(w / w.sum() if w.sum() else glob)
-    rows_u, rows_i, rows_t = [], [], []
+    rows_u, rows_i, rows_t, rows_r = [], [], [], []
     for u in range(users):
         g = int(rng.integers(0, groups))
         n = int(rng.integers(per_user[0], per_user[1] + 1))
@@ -54,6 +57,8 @@ def generate(
             rows_u.append(f"u{u}")
             rows_i.append(str(i))
             rows_t.append(t)
+            mean = 4.3 if item_group[i] == g else 2.5
+            rows_r.append(float(np.clip(np.rint(mean + rng.normal(0, 0.8)), 1, 5)))
     text = {
         str(
             i
@@ -61,6 +66,10 @@ def generate(
         f"{WORDS[int(rng.integers(0, len(WORDS)))]}"
         for i in range(items)
     }
+    if ratings:
+        return make_interactions(
+            rows_u, rows_i, rows_t, rows_r, rows_r, item_text=text, source="synthetic ratings"
+        )
     return make_interactions(rows_u, rows_i, rows_t, item_text=text, source="synthetic")
 
 

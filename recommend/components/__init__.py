@@ -129,6 +129,7 @@ def make(spec: str) -> Component:
             component.check()
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec}: {exc}") from exc
+    component.spec = f"{name}({m.group(2).replace(' ', '')})" if m.group(2) else name
     return component
 
 

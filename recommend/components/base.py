@@ -21,6 +21,7 @@ class Component(ABC):
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params
         self.train: TrainSet | None = None
+        self.spec = self.name  # as the user wrote it (set by components.make)
 
     @abstractmethod
     def fit(self, train: TrainSet) -> Self: ...

@@ -106,3 +106,9 @@ def test_too_little_data_is_a_clear_error() -> None:
     tiny = make_interactions(["a", "a", "b"], ["x", "y", "x"], [1.0, 2.0, 3.0])
     with pytest.raises(evaluate.EvaluationError, match="nobody to evaluate"):
         evaluate.run(tiny)
+
+
+def test_the_same_algorithm_twice_is_reported_by_its_spec() -> None:
+    data = synthetic.generate(users=120, items=40, groups=3, seed=4)
+    r = evaluate.run(data, ["ease(l2=50)", "ease( l2=500 )"], tune=False, resamples=1000)
+    assert [x.name for x in r.results] == ["popularity", "ease(l2=50)", "ease(l2=500)", "hybrid"]
