@@ -4,6 +4,7 @@ SQL-looking strings), which are typed errors or literal matches, never a crash."
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,9 +15,10 @@ from sqlalchemy import insert, select
 
 from api.ids import encode_id
 from domain.events.models import Event
+from domain.settings import Settings
 from domain.sql import table
 from domain.users.models import Customer
-from tests.conftest import Api, count_rows, error_codes
+from tests.conftest import Api, count_rows, error_codes, serve
 from tests.segments.api_helpers import (
     ADMIN,
     CREATE,
@@ -614,3 +616,46 @@ async def test_values_in_all_lists_are_bounded(api: Api) -> None:
         PREVIEW_COUNT, {"d": {"or": [{"segment": {"segmentId": i}} for i in ids[:2]]}}, scopes=RU
     )
     assert body["data"]["previewSegment"] == {"preview": {"count": 1}, "errors": []}, body
+
+
+async def test_hostile_definitions_in_prod_are_never_unexpected(
+    api: Api, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In production (unexpected errors masked and logged), every hostile definition gets a typed
+    error or a clear input error: nothing is masked, nothing is logged as a bug."""
+    from tests.api.test_limits import _dev_secret
+
+    token = await api.token(RU)
+    values = [f"v{i}" for i in range(1001)]
+    hostile: list[dict[str, Any]] = [
+        nested("and", 13),
+        nested("not", 50),
+        nested("or", 300),
+        {"attribute": {"field": "EXTERNAL_ID", "op": "IN", "values": values}},
+        {"attribute": {"field": "FIRST_NAME", "op": "EQ", "value": "'; DROP TABLE customer; --"}},
+        {"attribute": {"key": "a.b", "op": "GT", "value": {"$gt": ""}}},
+        {"behavior": {"eventType": "view", "window": {"lastDays": 2**31 - 1}}},
+        {"segment": {"segmentId": "x" * 101}},
+        {"or": [{"attribute": {"field": "EXTERNAL_ID", "op": "IN", "values": values[:1000]}}] * 11},
+    ]
+    caplog.set_level(logging.ERROR, logger="precis.api")
+    async with serve(
+        settings,
+        env="prod",
+        signing_keys=_dev_secret(settings, "signing"),
+        encryption_keys=_dev_secret(settings, "encryption"),
+        lookup_key=_dev_secret(settings, "lookup"),
+    ) as c:
+        for d in hostile:
+            response = await c.post(
+                "/graphql",
+                json={"query": PREVIEW_COUNT, "variables": {"d": d}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert "Unexpected error." not in response.text, (str(d)[:80], body)
+            if body.get("data"):
+                assert body["data"]["previewSegment"]["errors"] or str(d).count("DROP"), body
+    assert not [r for r in caplog.records if "unexpected" in r.getMessage()]
+    assert await count_rows(api.db, "customer") == 0
