@@ -629,9 +629,14 @@ def profiles_recompute(
                 def report(done: int, total: int) -> None:
                     progress.update(bar, completed=done, total=total)
 
-                return await recompute(
+                result = await recompute(
                     db, settings, customer_ids=ids, progress=report, actor=_cli_actor()
                 )
+            # Segments on profile values follow the new profiles (as after the scheduled job).
+            from api.segments_cli import refresh_with_progress
+
+            await refresh_with_progress(db, profile_only=True)
+            return result
         finally:
             await db.dispose()
 

@@ -157,7 +157,7 @@ def segments_seed(
 
 
 async def refresh_with_progress(
-    db: Any, *, ids: list[int] | None = None, builtin_only: bool = False
+    db: Any, *, ids: list[int] | None = None, builtin_only: bool = False, profile_only: bool = False
 ) -> dict[str, Any]:
     from domain.segments.membership import refresh_all
 
@@ -180,6 +180,7 @@ async def refresh_with_progress(
             db,
             progress=report,
             segment_ids=ids if ids is not None else builtin_ids,
+            only=(lambda c: c.deps.profile) if profile_only else None,
         )
     return summary.as_dict()
 
@@ -244,9 +245,8 @@ def segments_preview(
     budget_ms: Annotated[int, typer.Option(help="Give up after this many ms.")] = 10_000,
 ) -> None:
     """Validate a definition and count who matches it now, without saving anything."""
-    from domain.segments.preview import preview
-
     from domain.segments.definition import validate
+    from domain.segments.preview import preview
 
     raw = sys.stdin.read() if str(file) == "-" else file.read_text()
     try:
