@@ -327,7 +327,8 @@ async def _refresh(
     tmp = _temp_table()
     await session.execute(text(f"DROP TABLE IF EXISTS {TEMP_NAME}"))
     await session.execute(CreateTable(tmp))
-    await session.execute(insert(tmp).from_select(["customer_id"], members_sql))
+    filled = await session.execute(insert(tmp).from_select(["customer_id"], members_sql))
+    count = int(filled.rowcount or 0)  # type: ignore[attr-defined]
     if postgres:
         await session.execute(text(f"ANALYZE {TEMP_NAME}"))
 
@@ -378,7 +379,6 @@ async def _refresh(
             )
         )
     ).rowcount or 0  # type: ignore[attr-defined]
-    count = int(await session.scalar(select(func.count()).select_from(tmp)) or 0)
     await session.execute(
         update(table(Segment))
         .where(table(Segment).c.id == sid)

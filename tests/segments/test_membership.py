@@ -279,17 +279,37 @@ async def test_refresh_waits_for_an_edit_and_computes_its_version(
     _ = a
 
 
+async def paused_refresh(
+    db: Database, sid: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> asyncio.Task[membership.RefreshResult]:
+    """A refresh started in this process that holds the segment and sleeps 1 s inside its
+    transaction; returns once it is inside the pause."""
+    marker = tmp_path / "paused"
+    monkeypatch.setenv(membership.PAUSE_ENV, "1.0")
+    monkeypatch.setenv(membership.PAUSE_FILE_ENV, str(marker))
+    refresh = asyncio.create_task(membership.refresh_segment(db, sid))
+    for _ in range(600):
+        if marker.exists():
+            break
+        await asyncio.sleep(0.05)
+    monkeypatch.delenv(membership.PAUSE_ENV)
+    monkeypatch.delenv(membership.PAUSE_FILE_ENV)
+    assert marker.exists()
+    return refresh
+
+
 async def test_an_edit_waits_for_a_running_refresh(
-    db: Database, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    settings: Settings,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     if backend != "postgres":
         pytest.skip("concurrent writers: PostgreSQL (SQLite runs one writer at a time)")
     a, b = await shoppers(db, settings, ["DE", "FR"])
     sid = await segment(db, DE)
-    monkeypatch.setenv(membership.PAUSE_ENV, "1.0")
-    refresh = asyncio.create_task(membership.refresh_segment(db, sid))
-    await asyncio.sleep(0.3)  # the refresh holds the row and sleeps inside its transaction
-    monkeypatch.delenv(membership.PAUSE_ENV)
+    refresh = await paused_refresh(db, sid, monkeypatch, tmp_path)
     started = time.monotonic()
     async with db.unit_of_work() as session:
         await service.update_segment(
@@ -442,7 +462,11 @@ async def test_data_export_lists_memberships_and_transitions(
 
 
 async def test_reevaluation_waits_for_a_running_refresh(
-    db: Database, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    settings: Settings,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     if backend != "postgres":
         pytest.skip("concurrent writers: PostgreSQL (SQLite runs one writer at a time)")
@@ -450,10 +474,7 @@ async def test_reevaluation_waits_for_a_running_refresh(
     sid = await segment(db, DE)
     await membership.refresh_segment(db, sid)
     await set_country(db, b, "DE")
-    monkeypatch.setenv(membership.PAUSE_ENV, "1.0")
-    refresh = asyncio.create_task(membership.refresh_segment(db, sid))
-    await asyncio.sleep(0.3)
-    monkeypatch.delenv(membership.PAUSE_ENV)
+    refresh = await paused_refresh(db, sid, monkeypatch, tmp_path)
     started = time.monotonic()
     async with db.unit_of_work() as session:
         found = await membership.reevaluate_customer(session, b, Changes(attributes=True))
