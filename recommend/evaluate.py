@@ -232,7 +232,8 @@ def run(
         weights = tuning.weights
         del parts
     else:
-        weights = {names[-1]: 1.0}
+        # Nothing to tune on (one component, or nobody with 5 training pairs): the baseline.
+        weights = {_popularity_name(names): 1.0}
 
     fitted_components: dict[str, Component] = {}
     seconds: dict[str, float] = {}
@@ -246,7 +247,8 @@ def run(
     users = h.users
     uidx = _scored_users(train, users)
     features, basis = protocol.diversity_features(train)
-    lists = {n: np.zeros((len(users), k), np.int64) for n in [*names, "hybrid"]}
+    width = min(k, train.n_items)  # a catalogue smaller than k gives shorter lists
+    lists = {n: np.zeros((len(users), width), np.int64) for n in [*names, "hybrid"]}
     batches = _batches(len(users), train.n_items)
     for b, sl in enumerate(batches):
         tell("scoring the test users", b, len(batches))

@@ -40,6 +40,8 @@ def markdown(report: Report) -> str:
             f"Validation NDCG@{k}: best single {t.best_single} {t.best_single_ndcg:.4f}, "
             f"hybrid {t.hybrid_ndcg:.4f} ({t.evaluations} blends tried)."
         )
+    else:
+        lines.append("No validation split to tune on: the hybrid is popularity alone.")
     for name, info in report.tuned_params.items():
         chosen = {p: v for p, v in info.items() if p != "validation_ndcg"}
         lines.append(

@@ -112,3 +112,17 @@ def test_the_same_algorithm_twice_is_reported_by_its_spec() -> None:
     data = synthetic.generate(users=120, items=40, groups=3, seed=4)
     r = evaluate.run(data, ["ease(l2=50)", "ease( l2=500 )"], tune=False, resamples=1000)
     assert [x.name for x in r.results] == ["popularity", "ease(l2=50)", "ease(l2=500)", "hybrid"]
+
+
+def test_without_validation_users_the_hybrid_is_popularity() -> None:
+    from recommend.data import make_interactions
+    from recommend.report import markdown
+
+    # Five users with exactly 5 items: evaluated, but 4 training pairs leave no validation user.
+    users = [f"u{u}" for u in range(5) for _ in range(5)]
+    items = [str((u + j) % 7) for u in range(5) for j in range(5)]
+    times = [float(j) for _ in range(5) for j in range(5)]
+    r = evaluate.run(make_interactions(users, items, times), ["itemknn"], resamples=1000)
+    assert r.tuning is None and r.hybrid_weights == {"popularity": 1.0}
+    assert r.result("hybrid").ndcg == r.result("popularity").ndcg
+    assert "the hybrid is popularity alone" in markdown(r)
