@@ -216,3 +216,29 @@ def test_refresh_cron_every_few_minutes() -> None:
     assert refresh.minute == every_minutes(Settings(_env_file=None).segment_refresh_minutes)  # type: ignore[call-arg]
     assert "cron:refresh_segments" in [j.name for j in cron_jobs()]
     assert {"refresh_segments", "reevaluate_segments"} <= {f.__name__ for f in TASKS}
+
+
+async def test_identify_moves_anonymous_behaviour_into_segments(
+    api: Api, db: Database, settings: Settings
+) -> None:
+    (a,) = await shoppers(db, settings, [None])
+    await product(db)
+    carted = await segment(db, CARTED, name="Carted")
+    anonymous = {
+        "clientEventId": "anon-1",
+        "type": "add_to_cart",
+        "anonymousId": "visitor-1",
+        "productExternalId": "p-1",
+    }
+    body = await api.gql(TRACK, {"events": [anonymous]}, scopes=W)
+    assert body["data"]["trackEvents"]["accepted"] == 1, body
+    await drain(api)
+    assert await members_of(db, carted) == set()  # nobody known yet
+    body = await api.gql(
+        """mutation($input: IdentifyInput!) { identify(input: $input) { eventsMoved errors { code } } }""",
+        {"input": {"anonymousId": "visitor-1", "userExternalId": "s-0"}},
+        scopes=W,
+    )
+    assert body["data"]["identify"] == {"eventsMoved": 1, "errors": []}
+    await drain(api)
+    assert await members_of(db, carted) == {a}
