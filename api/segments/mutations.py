@@ -182,6 +182,15 @@ class RefreshSegmentPayload:
     errors: list[RefreshSegmentError]  # type: ignore[valid-type]
 
 
+def _refresh_soon(info: Info, row: Any, doc: dict[str, Any] | None) -> None:
+    """A new or changed definition is computed by a refresh job queued after the commit, not
+    minutes later at the next scheduled refresh (one job per version: a repeat runs once)."""
+    if doc is not None and row.kind == "dynamic":
+        info.context.jobs.add(
+            "refresh_segments", [row.id], job_id=f"segments:refresh:{row.id}:v{row.version}"
+        )
+
+
 def _segment_id(value: strawberry.ID, *path: str) -> int:
     try:
         return decode_id(str(value), "Segment")[1]
@@ -226,8 +235,8 @@ class SegmentMutations:
     @strawberry.mutation(
         permission_classes=[RequireScopes("segments:write")],
         description="Create a segment. A dynamic one's definition is validated first (typed "
-        "errors with the path of the offending node); its membership is computed by the next "
-        "refresh (or refreshSegment).",
+        "errors with the path of the offending node); its membership is computed by a refresh "
+        "job queued once the segment is saved (memberCount is 0 until it has run).",
     )
     async def create_segment(self, info: Info, input: CreateSegmentInput) -> CreateSegmentPayload:
         ctx = info.context
@@ -251,12 +260,14 @@ class SegmentMutations:
                 segment=None,
                 errors=to_errors(CreateSegmentError, CreateSegmentErrorCode, under_input(exc)),
             )
+        _refresh_soon(info, row, doc)
         return CreateSegmentPayload(segment=row, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[RequireScopes("segments:write")],
         description="Change a segment's name, description or definition; each change is a new "
-        "version (see Segment.history). Built-in segments cannot be changed.",
+        "version (see Segment.history), and a new definition is refreshed by a job queued once "
+        "it is saved. Built-in segments cannot be changed.",
     )
     async def update_segment(self, info: Info, input: UpdateSegmentInput) -> UpdateSegmentPayload:
         ctx = info.context
@@ -282,6 +293,7 @@ class SegmentMutations:
                 segment=None,
                 errors=to_errors(UpdateSegmentError, UpdateSegmentErrorCode, under_input(exc)),
             )
+        _refresh_soon(info, row, doc)
         return UpdateSegmentPayload(segment=row, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(

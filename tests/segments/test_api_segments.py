@@ -441,12 +441,34 @@ async def test_refresh_members_pagination_and_user_segments(api: Api) -> None:
     seg = await create(api, name="VIP", definition=VIP)
     static = await create(api, name="List", kind="STATIC")
 
-    # when it is refreshed
+    # the refresh job queued by createSegment has computed the members
+    body = await api.gql(
+        "query($id: ID!) { segment(id: $id) { memberCount refreshedAt } }",
+        {"id": seg["id"]},
+        scopes="segments:read",
+    )
+    assert body["data"]["segment"]["memberCount"] == 7 and body["data"]["segment"]["refreshedAt"]
+    # when two members lose the tag behind the API's back (no re-evaluation), and two shoppers
+    # are taken out of the segment, a refresh puts it right
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            text(
+                "DELETE FROM customer_tag WHERE customer_id IN "
+                "(SELECT id FROM customer WHERE external_id IN ('v5', 'v6'))"
+            )
+        )
+        await session.execute(
+            text(
+                "DELETE FROM segment_member WHERE segment_id = :s AND customer_id IN "
+                "(SELECT id FROM customer WHERE external_id IN ('v0', 'v1'))"
+            ),
+            {"s": pk(seg["id"])},
+        )
     done = await ok(api, REFRESH, {"input": {"id": seg["id"]}}, W)
-    assert (done["entered"], done["exited"], done["members"]) == (7, 0, 7)
-    assert done["segment"]["memberCount"] == 7 and done["segment"]["refreshedAt"]
+    assert (done["entered"], done["exited"], done["members"]) == (2, 2, 5)
+    assert done["segment"]["memberCount"] == 5 and done["segment"]["refreshedAt"]
     again = await ok(api, REFRESH, {"input": {"id": seg["id"]}}, W)
-    assert (again["entered"], again["exited"], again["members"]) == (0, 0, 7)
+    assert (again["entered"], again["exited"], again["members"]) == (0, 0, 5)
     body = await api.gql(REFRESH, {"input": {"id": static["id"]}}, scopes=W)
     assert codes_and_fields(body) == [("NOT_DYNAMIC", ["input", "id"])]
 
@@ -460,7 +482,7 @@ async def test_refresh_members_pagination_and_user_segments(api: Api) -> None:
     while True:
         body = await api.gql(query, {"id": seg["id"], "after": after}, scopes=RU)
         page = body["data"]["segment"]["members"]
-        assert page["totalCount"] == 7
+        assert page["totalCount"] == 5
         assert [e["node"]["externalId"] for e in page["edges"]] == [
             n["externalId"] for n in page["nodes"]
         ]
@@ -471,7 +493,7 @@ async def test_refresh_members_pagination_and_user_segments(api: Api) -> None:
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
-    assert seen == [f"v{i}" for i in range(7)] and pages == 3
+    assert seen == [f"v{i}" for i in range(5)] and pages == 2
     body = await api.gql(
         "query($id: ID!) { segment(id: $id) { members(first: 101) { nodes { id } } } }",
         {"id": seg["id"]},
@@ -491,8 +513,10 @@ async def test_refresh_members_pagination_and_user_segments(api: Api) -> None:
         for u in body["data"]["users"]["nodes"]
     }
     assert found == {
-        **{f"v{i}": ["VIP"] for i in range(7)},
+        **{f"v{i}": ["VIP"] for i in range(5)},
         "v1": ["List", "VIP"],
+        "v5": [],
+        "v6": [],
         "n1": [],
         "n2": [],
     }
@@ -651,3 +675,35 @@ async def test_builtin_segments_are_read_only_and_round_trip(api: Api) -> None:
         body = await api.gql(ARCHIVE, {"input": {"id": n["id"]}}, scopes=W)
         assert codes_and_fields(body) == [("BUILTIN", ["input", "id"])], body
     assert await segment_state(api) == before
+
+
+async def test_saving_a_definition_queues_its_refresh(api: Api) -> None:
+    await users(
+        api,
+        {"externalId": "de-vip", "country": "DE", "tags": ["vip"]},
+        {"externalId": "at-vip", "country": "AT", "tags": ["vip"]},
+        {"externalId": "de", "country": "DE"},
+    )
+    members = """query($id: ID!) { segment(id: $id) { version memberCount
+      members { nodes { externalId } } } }"""
+    seg = await create(api, name="VIP", definition=VIP)
+    body = await api.gql(members, {"id": seg["id"]}, scopes=RU)
+    assert body["data"]["segment"]["memberCount"] == 2
+    # a changed definition is recomputed too; a renaming is not a reason to
+    await ok(api, UPDATE, {"input": {"id": seg["id"], "definition": GERMANS}}, W)
+    body = await api.gql(members, {"id": seg["id"]}, scopes=RU)
+    assert [n["externalId"] for n in body["data"]["segment"]["members"]["nodes"]] == [
+        "de-vip",
+        "de",
+    ]
+    async with api.db.read_only() as session:
+        refreshed = await session.scalar(
+            text("SELECT refreshed_version FROM segment WHERE id = :id"), {"id": pk(seg["id"])}
+        )
+    assert refreshed == 2
+    await ok(api, UPDATE, {"input": {"id": seg["id"], "name": "Germans"}}, W)
+    async with api.db.read_only() as session:
+        refreshed = await session.scalar(
+            text("SELECT refreshed_version FROM segment WHERE id = :id"), {"id": pk(seg["id"])}
+        )
+    assert refreshed == 2
