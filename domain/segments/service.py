@@ -47,6 +47,8 @@ MAX_REPORTED_ERRORS = 100  # an import refused for bad rows names at most this m
 MAX_FIRST = 100
 IMPORT_COLUMNS = ("external_id", "user_id", "email")
 LOOKUP_CHUNK = 1000
+# Segments referencing a static one follow its changes at once for up to this many customers.
+FOLLOW_STATIC_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -533,7 +535,22 @@ async def _apply(
             .values(member_count=table(Segment).c.member_count + len(entered) - len(left))
         )
         seg.member_count = seg.member_count + len(entered) - len(left)
+        await _follow_static(session, seg.id, sorted({*entered, *left}))
     return len(entered), len(left)
+
+
+async def _follow_static(session: AsyncSession, segment_id: int, changed: list[int]) -> None:
+    """Re-evaluate the segments that reference this static one for the customers that changed
+    (at most ``FOLLOW_STATIC_MAX``; beyond that they catch up at their next refresh)."""
+    from domain.segments.membership import Changes, reevaluate_customer
+
+    if not changed or len(changed) > FOLLOW_STATIC_MAX:
+        return
+    if not await referenced_by(session, segment_id):
+        return
+    changes = Changes(static_segments=frozenset({segment_id}))
+    for customer_id in changed:
+        await reevaluate_customer(session, customer_id, changes)
 
 
 async def _existing_customers(session: AsyncSession, ids: Sequence[int]) -> set[int]:

@@ -403,3 +403,23 @@ async def test_archive_and_a_new_reference_cannot_cross(db: Database, backend: s
         await saving
     assert err.value.errors[0].code == "NOT_FOUND"
     assert await count(db, Segment) == 1
+
+
+async def test_segments_on_a_static_list_follow_its_changes(
+    db: Database, settings: Settings
+) -> None:
+    a, b = await shoppers(db, settings, ["DE", "FR"])
+    vips = await segment(db, None, kind="static", name="VIPs")
+    german_vips = await segment(
+        db, {"and": [{"segment": {"segmentId": vips, "member": True}}, DE]}, name="German VIPs"
+    )
+    async with db.unit_of_work() as session:
+        await service.add_members(session, ADMIN, vips, [a, b])
+    assert await members_of(db, german_vips) == {a}  # at once, not at the next refresh
+    async with db.unit_of_work() as session:
+        await service.remove_members(session, ADMIN, vips, [a])
+    assert await members_of(db, german_vips) == set()
+    assert await log_of(db, german_vips) == [
+        (german_vips, a, "enter", 1),
+        (german_vips, a, "exit", 1),
+    ]
