@@ -189,9 +189,11 @@ class _Cache:
     # ``customer_id`` as a bind parameter and reused for STATEMENT_TTL seconds, so relative windows
     # ("last 7 days") are measured from a "now" at most that old.
     statements: dict[tuple[int, ...], tuple[float, Any]] = field(default_factory=dict)
+    checked_at: float = 0.0  # time.monotonic() of the last fingerprint check
 
 
 STATEMENT_TTL = 30.0
+FRESH_SECONDS = 0.5
 
 
 _CACHES: dict[str, _Cache] = {}
@@ -230,6 +232,7 @@ async def _cache(session: AsyncSession) -> _Cache:
     fingerprint = await _fingerprint(session)
     cached = _CACHES.get(key)
     if cached is not None and cached.fingerprint == fingerprint:
+        cached.checked_at = time.monotonic()
         return cached
     items: list[Compiled] = []
     for seg in await session.scalars(
@@ -242,8 +245,25 @@ async def _cache(session: AsyncSession) -> _Cache:
             log.warning("segment %s does not validate: %s", seg.id, exc)
             continue
         items.append(Compiled(seg.id, seg.version, seg.name, resolved, deps))
-    cached = _CACHES[key] = _Cache(fingerprint, items)
+    cached = _CACHES[key] = _Cache(fingerprint, items, checked_at=time.monotonic())
     return cached
+
+
+def forget_definitions() -> None:
+    """Drop this process's cached definitions (a segment was saved or archived here)."""
+    _CACHES.clear()
+
+
+def surely_unaffected(db: Database, changes: Changes) -> bool:
+    """True when this process checked the definitions less than ``FRESH_SECONDS`` ago and none of
+    them can be affected: a busy event stream then costs no query at all. Saves in this process
+    clear the cache at once; one made in another process is seen within ``FRESH_SECONDS``."""
+    cached = _CACHES.get(str(db.engine.url))
+    return (
+        cached is not None
+        and time.monotonic() - cached.checked_at < FRESH_SECONDS
+        and not any(affects(c.deps, changes) for c in cached.items)
+    )
 
 
 def order_by_references(items: Sequence[Compiled]) -> list[Compiled]:
@@ -662,6 +682,8 @@ async def reevaluate_job(
     """The ``reevaluate_segments`` job: one query when no active segment can be affected, else
     the shoppers resolved and each re-evaluated in its own transaction."""
     changes = Changes.from_dict(changes_doc)
+    if surely_unaffected(db, changes):
+        return {"customers": 0, "entered": 0, "exited": 0}
     async with db.read_only() as session:
         if not any(affects(c.deps, changes) for c in await active_definitions(session)):
             return {"customers": 0, "entered": 0, "exited": 0}

@@ -285,7 +285,14 @@ def _who(actor: Actor) -> str:
     return f"{actor.client_id}:{actor.subject}"[:200]
 
 
+def _forget_definitions() -> None:
+    from domain.segments.membership import forget_definitions
+
+    forget_definitions()
+
+
 async def _add_version(session: AsyncSession, seg: Segment, actor: Actor) -> None:
+    _forget_definitions()
     assert seg.id is not None
     session.add(
         SegmentVersion(
@@ -469,6 +476,7 @@ async def archive_segment(
     seg.archived_at = now
     seg.updated_at = now
     await session.flush()
+    _forget_definitions()
     await audit.record(
         session, actor, "segment.archive", "Segment", seg.id, details={"version": seg.version}
     )

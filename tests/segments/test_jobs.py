@@ -242,3 +242,32 @@ async def test_identify_moves_anonymous_behaviour_into_segments(
     assert body["data"]["identify"] == {"eventsMoved": 1, "errors": []}
     await drain(api)
     assert await members_of(db, carted) == {a}
+
+
+async def test_events_no_segment_reads_cost_no_query(db: Database, settings: Settings) -> None:
+    from sqlalchemy import event
+
+    (a,) = await shoppers(db, settings, ["DE"])
+    await segment(db, DE, name="Germans")  # reads attributes only
+    ctx: dict[str, Any] = {"db": db, "settings": settings}
+    who = {"customer_ids": [a]}
+    view = membership.Changes(event_types=frozenset({"view"})).as_dict()
+    assert (await reevaluate_segments(ctx, who, view))["customers"] == 0  # checks definitions
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(5):
+            assert (await reevaluate_segments(ctx, who, view))["customers"] == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+    # A segment saved in this process counts at once
+    carted = await segment(db, {"behavior": {"eventType": "view"}}, name="Viewers")
+    await add_event(db, a, "view")
+    assert (await reevaluate_segments(ctx, who, view))["entered"] == 1
+    assert await members_of(db, carted) == {a}
