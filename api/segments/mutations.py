@@ -19,6 +19,7 @@ from api.segments.types import Segment, SegmentKind
 from domain.audit import service as audit
 from domain.errors import DomainError, FieldError
 from domain.segments import service
+from domain.segments.membership import refresh_segment
 from domain.users import repository as users
 
 MAX_USERS = service.MAX_MEMBERS_PER_CALL
@@ -389,8 +390,6 @@ class SegmentMutations:
         ctx = info.context
         try:
             segment_id = _segment_id(input.id, "id")
-            from domain.segments.membership import refresh_segment
-
             result = await refresh_segment(ctx.session, segment_id)
             if result.skipped is not None:
                 archived = result.skipped.startswith("archived")

@@ -20,6 +20,7 @@ from domain.auth.scopes import ADMIN_SCOPE
 from domain.errors import DomainError
 from domain.segments import service
 from domain.segments.models import Segment as SegmentRow
+from domain.segments.preview import preview
 
 MAX_SAMPLE = 100
 DEFAULT_BUDGET_MS = 1000
@@ -102,17 +103,15 @@ class SegmentQueries:
                 )
             )
         session = ctx.session
+        admin = ctx.has(ADMIN_SCOPE)
         try:
             doc = await checked_definition(session, definition, ("definition",))
             resolved = await validated(session, doc, ("definition",))
-            from domain.segments.preview import preview
-
             result = await preview(
-                session, resolved, sample=sample, budget_ms=budget, explain=ctx.has(ADMIN_SCOPE)
+                session, resolved, sample=sample, budget_ms=budget, explain=admin
             )
         except DomainError as exc:
             return _refused(exc)
-        admin = ctx.has(ADMIN_SCOPE)
         return SegmentPreviewResult(
             preview=SegmentPreview(
                 count=result.count,

@@ -52,7 +52,6 @@ class SegmentMemberEdge:
 class SegmentMemberConnection:
     edges: list[SegmentMemberEdge]
     page_info: PageInfo
-    _segment_id: strawberry.Private[int]
     _count: strawberry.Private[int]
 
     @strawberry.field
@@ -182,7 +181,6 @@ class Segment(Node):
                 start_cursor=encode_cursor(rows[0].customer_id) if rows else None,
                 end_cursor=encode_cursor(rows[-1].customer_id) if rows else None,
             ),
-            _segment_id=root.id or 0,
             _count=root.member_count,
         )
 
