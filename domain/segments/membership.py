@@ -53,6 +53,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.schema import CreateTable
 from sqlmodel import col
@@ -193,6 +194,9 @@ class _Cache:
 
 
 STATEMENT_TTL = 30.0
+# How long the re-evaluation job waits for a segment a refresh holds before skipping it.
+LOCK_WAIT_MS = 2000
+LOCK_NOT_AVAILABLE = "55P03"
 FRESH_SECONDS = 0.5
 
 
@@ -490,6 +494,7 @@ async def _reevaluate(
     changes: Changes,
     now: datetime | None,
     evaluated: list[int] | None,
+    skip_locked: bool = False,
 ) -> list[Transition]:
     items = [c for c in cache.items if affects(c.deps, changes)]
     if not items:
@@ -507,7 +512,7 @@ async def _reevaluate(
             )
             .where(s.c.id.in_(ids), s.c.status == "active")
             .order_by(s.c.id)
-            .with_for_update(key_share=True, of=s)
+            .with_for_update(key_share=True, of=s, skip_locked=skip_locked)
         )
     ).all()
     still_active = {int(r[0]) for r in current_rows}
@@ -622,11 +627,27 @@ async def reevaluate_customers(
     definitions are checked for staleness once for all of them)."""
     entered = exited = customers = 0
     cache: _Cache | None = None
+    postgres = db.engine.dialect.name == "postgresql"
     for customer_id in sorted(set(customer_ids)):
-        async with db.unit_of_work() as session:
-            if cache is None:
-                cache = await _cache(session)
-            found = await _reevaluate(session, cache, customer_id, changes, None, None)
+        try:
+            async with db.unit_of_work() as session:
+                if cache is None:
+                    cache = await _cache(session)
+                if postgres:
+                    await session.execute(text(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_MS)}"))
+                found = await _reevaluate(session, cache, customer_id, changes, None, None)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            # A long refresh holds a segment: rather than keep a connection waiting (and, in
+            # the API process, starve requests of connections), check the other segments now and
+            # leave that one to the refresh (or the next one).
+            assert cache is not None
+            log.info("segments locked for customer %s; re-evaluated the others", customer_id)
+            async with db.unit_of_work() as session:
+                found = await _reevaluate(
+                    session, cache, customer_id, changes, None, None, skip_locked=True
+                )
         customers += 1
         entered += sum(1 for t in found if t.kind == "enter")
         exited += sum(1 for t in found if t.kind == "exit")

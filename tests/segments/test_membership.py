@@ -280,12 +280,16 @@ async def test_refresh_waits_for_an_edit_and_computes_its_version(
 
 
 async def paused_refresh(
-    db: Database, sid: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    db: Database,
+    sid: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    seconds: float = 1.0,
 ) -> asyncio.Task[membership.RefreshResult]:
-    """A refresh started in this process that holds the segment and sleeps 1 s inside its
+    """A refresh started in this process that holds the segment and sleeps ``seconds`` inside its
     transaction; returns once it is inside the pause."""
     marker = tmp_path / "paused"
-    monkeypatch.setenv(membership.PAUSE_ENV, "1.0")
+    monkeypatch.setenv(membership.PAUSE_ENV, str(seconds))
     monkeypatch.setenv(membership.PAUSE_FILE_ENV, str(marker))
     refresh = asyncio.create_task(membership.refresh_segment(db, sid))
     for _ in range(600):
@@ -504,3 +508,26 @@ async def test_overlapping_cron_refresh_skips_a_held_segment(
     assert [r.segment_id for r in summary.refreshed] == [free]
     assert summary.as_dict()["skipped"] == 1
     assert await members_of(db, held) == set() and await members_of(db, free) == {a}
+
+
+async def test_reevaluation_job_skips_a_segment_held_too_long(
+    db: Database,
+    settings: Settings,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if backend != "postgres":
+        pytest.skip("row locks: PostgreSQL (SQLite runs one writer at a time)")
+    (a,) = await shoppers(db, settings, ["DE"])
+    held = await segment(db, DE, name="Held")
+    free = await segment(db, {"attribute": {"field": "country", "op": "in", "values": ["DE"]}})
+    monkeypatch.setattr(membership, "LOCK_WAIT_MS", 200)
+    refresh = await paused_refresh(db, held, monkeypatch, tmp_path, seconds=3.0)
+    started = time.monotonic()
+    result = await membership.reevaluate_customers(db, [a], Changes(attributes=True))
+    assert time.monotonic() - started < 2.5  # gave up waiting on the held segment
+    assert result == {"customers": 1, "entered": 1, "exited": 0}
+    assert await members_of(db, free) == {a}
+    assert (await refresh).entered == 1  # the held one: its refresh took a in
+    assert await log_of(db, held) == [(held, a, "enter", 1)]
