@@ -18,7 +18,9 @@ def test_segments_quick(database: str, postgres_url: str | None) -> None:
     need(database, postgres_url)
     out = quick("segments.py", "--database", database, "--shoppers", "8")
     assert re.search(r"^store: 2,000 shoppers, 20,000 events, 400 products$", out, re.M), out
-    found = re.search(r"^example members: (\d+) compiled, (\d+) hand-written, same set: yes$", out, re.M)
+    found = re.search(
+        r"^example members: (\d+) compiled, (\d+) hand-written, same set: yes$", out, re.M
+    )
     assert found, out
     assert int(found.group(1)) > 0, "the tiny store should still have members in the example"
     for name in ("compiled/hand count", "refresh/hand refresh \\(empty\\)"):
