@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -705,11 +706,28 @@ async def reevaluate_job(
     changes = Changes.from_dict(changes_doc)
     if surely_unaffected(db, changes):
         return {"customers": 0, "entered": 0, "exited": 0}
-    async with db.read_only() as session:
-        if not any(affects(c.deps, changes) for c in await active_definitions(session)):
-            return {"customers": 0, "entered": 0, "exited": 0}
-        customer_ids = await resolve_customers(session, who)
-    return await reevaluate_customers(db, customer_ids, changes)
+    async with _job_slot():
+        async with db.read_only() as session:
+            if not any(affects(c.deps, changes) for c in await active_definitions(session)):
+                return {"customers": 0, "entered": 0, "exited": 0}
+            customer_ids = await resolve_customers(session, who)
+        return await reevaluate_customers(db, customer_ids, changes)
+
+
+# At most this many re-evaluation jobs use the database at once per process: a burst of events
+# (each request queues one) must not take every pooled connection from the API in-process.
+JOB_CONCURRENCY = 4
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _job_slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slot = _SLOTS.get(loop)
+    if slot is None:
+        slot = _SLOTS[loop] = asyncio.Semaphore(JOB_CONCURRENCY)
+    return slot
 
 
 async def resolve_customers(session: AsyncSession, who: dict[str, Any]) -> set[int]:

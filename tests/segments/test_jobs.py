@@ -271,3 +271,30 @@ async def test_events_no_segment_reads_cost_no_query(db: Database, settings: Set
     await add_event(db, a, "view")
     assert (await reevaluate_segments(ctx, who, view))["entered"] == 1
     assert await members_of(db, carted) == {a}
+
+
+async def test_reevaluation_jobs_share_a_few_database_slots(
+    db: Database, settings: Settings, monkeypatch: Any
+) -> None:
+    import asyncio
+
+    (a,) = await shoppers(db, settings, ["DE"])
+    await segment(db, DE)
+    running = peak = 0
+
+    async def slow(db: Database, ids: Any, changes: Any) -> dict[str, int]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return {"customers": 1, "entered": 0, "exited": 0}
+
+    monkeypatch.setattr(membership, "reevaluate_customers", slow)
+    ctx: dict[str, Any] = {"db": db, "settings": settings}
+    attrs = membership.USER_CHANGES.as_dict()
+    done = await asyncio.gather(
+        *(reevaluate_segments(ctx, {"customer_ids": [a]}, attrs) for _ in range(12))
+    )
+    assert len(done) == 12
+    assert peak == membership.JOB_CONCURRENCY
