@@ -334,6 +334,12 @@ async def _refresh(
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         await session.execute(text(f"SET LOCAL statement_timeout = '{REFRESH_STATEMENT_TIMEOUT}'"))
+    else:
+        # SQLite: take the write lock first (a no-op update), so the members read below and the
+        # writes after them see one state; reading first and writing later could fail when
+        # another connection commits in between.
+        s = table(Segment)
+        await session.execute(update(s).where(s.c.id == segment_id).values(version=s.c.version))
     seg = await _lock(session, segment_id, skip_locked=skip_locked)
     if seg is None:
         if skip_locked and await session.get(Segment, segment_id) is not None:
