@@ -70,9 +70,16 @@ def test_json_output(small_csv: Path, tmp_path: Path) -> None:
         "3",
         "--resamples",
         "1000",
+        "--save",
+        str(tmp_path / "model.bin"),
     )
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
+    from recommend.hybrid import Hybrid
+
+    model = Hybrid.load(tmp_path / "model.bin")  # the model fitted on the training split
+    assert model.weights["HOME"] == {"itemknn": 0.0, "popularity": 0.0} | body["hybrid"]["weights"]
+    assert "model written to" in done.stderr
     assert [r["algorithm"] for r in body["results"]] == ["popularity", "itemknn", "hybrid"]
     assert body["seed"] == 3 and body["bootstrap"]["resamples"] == 1000
     assert body["tuned_params"] == {}

@@ -126,3 +126,23 @@ def test_without_validation_users_the_hybrid_is_popularity() -> None:
     assert r.tuning is None and r.hybrid_weights == {"popularity": 1.0}
     assert r.result("hybrid").ndcg == r.result("popularity").ndcg
     assert "the hybrid is popularity alone" in markdown(r)
+
+
+def test_tuning_never_sees_the_test_split() -> None:
+    """Replace every held-out item by an item nobody trained on: the training split, hence every
+    tuned parameter and blend weight, must stay exactly the same; only the test numbers move."""
+    from recommend import protocol
+
+    data = synthetic.generate(users=300, items=80, groups=4, seed=2)
+    h = protocol.split(data)
+    f = data.frame.copy()
+    held = [i in h.test.get(u, ()) for u, i in zip(f["user"], f["item"], strict=True)]
+    f.loc[held, "item"] = (f.loc[held, "item"].astype(int) + 100_000).astype(str)
+    other = type(data)(f, data.item_text, data.item_category, "changed test split")
+    specs = ["popularity", "itemknn", "ease", "session", "content"]
+    a = evaluate.run(data, specs, seed=1, resamples=1000)
+    b = evaluate.run(other, specs, seed=1, resamples=1000)
+    assert a.hybrid_weights == b.hybrid_weights and a.tuned_params == b.tuned_params
+    assert a.tuning is not None and b.tuning is not None
+    assert a.tuning.hybrid_ndcg == b.tuning.hybrid_ndcg
+    assert a.result("hybrid").ndcg > 0 and b.result("hybrid").ndcg == 0.0  # nothing to hit now
