@@ -9,7 +9,15 @@ from typing import Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError, StringValueNode, Visitor, visit
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
+    Visitor,
+    visit,
+)
+from graphql import OperationType as GraphQLOperationType
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
@@ -126,6 +134,30 @@ def refused_variables(ctx: Any) -> str | None:
     return "strings must not contain NUL characters" if nul else None
 
 
+def several_root_fields(ctx: Any) -> bool:
+    """Whether a query may run more than one root field at once (fragments: assume so)."""
+    document = ctx.graphql_document
+    if document is None:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    op = next(
+        (
+            o
+            for o in operations
+            if ctx.operation_name is None or (o.name and o.name.value == ctx.operation_name)
+        ),
+        None,
+    )
+    if op is None or op.operation is not GraphQLOperationType.QUERY:
+        return False
+    selections = [
+        s
+        for s in op.selection_set.selections
+        if not (isinstance(s, FieldNode) and s.name.value == "__typename")
+    ]
+    return len(selections) > 1 or any(not isinstance(s, FieldNode) for s in selections)
+
+
 class RequestPipeline(SchemaExtension):
     """Everything done per request, in one extension with one hook: Strawberry builds context
     managers for every hook of every extension on every request, which costs more than the work
@@ -151,6 +183,15 @@ class RequestPipeline(SchemaExtension):
                 ]
         ok = False
         try:
+            if (
+                not ctx.pre_execution_errors
+                and ctx.context is not None
+                and several_root_fields(ctx)
+            ):
+                # A query's root fields run at once on the request's one session; two of them
+                # must not both start its connection (SQLAlchemy refuses: "provisioning a new
+                # connection"), so it is connected first.
+                await ctx.context.session.connection()
             yield
             result = ctx.result
             ok = result is not None and not getattr(result, "errors", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import strawberry
@@ -25,6 +26,7 @@ from domain.segments.preview import preview
 MAX_SAMPLE = 100
 DEFAULT_BUDGET_MS = 1000
 MAX_BUDGET_MS = 10_000
+MAX_PREVIEWS_PER_REQUEST = 3
 
 PreviewSegmentError, PreviewSegmentErrorCode = error_type(
     "PreviewSegment",
@@ -50,6 +52,16 @@ class SegmentFilter:
     search: str | None = strawberry.field(
         default=None, description="Part of the name, any case (at most 100 characters)."
     )
+
+
+class RequestPreviews:
+    """The previews of one request: they run one at a time, each on a connection of its own (so
+    a request holds at most two), and there are at most ``MAX_PREVIEWS_PER_REQUEST`` (aliases
+    would otherwise multiply the time budget)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.lock = asyncio.Lock()
+        self.started = 0
 
 
 def bad_input(message: str) -> GraphQLError:
@@ -102,14 +114,26 @@ class SegmentQueries:
                     "INVALID", f"budgetMs must be between 1 and {MAX_BUDGET_MS}", "budgetMs"
                 )
             )
-        session = ctx.session
+        previews: RequestPreviews = ctx.loader("segment_previews", RequestPreviews)
+        previews.started += 1
+        if previews.started > MAX_PREVIEWS_PER_REQUEST:
+            return _refused(
+                DomainError.one(
+                    "TOO_MANY",
+                    f"at most {MAX_PREVIEWS_PER_REQUEST} previews per request",
+                    "definition",
+                )
+            )
         admin = ctx.has(ADMIN_SCOPE)
         try:
-            doc = await checked_definition(session, definition, ("definition",))
-            resolved = await validated(session, doc, ("definition",))
-            result = await preview(
-                session, resolved, sample=sample, budget_ms=budget, explain=admin
-            )
+            # Its own read-only session: the request's session may be in use by other root
+            # fields at the same time, and a preview's savepoint must not interleave with them.
+            async with previews.lock, ctx.services.db.read_only() as session:
+                doc = await checked_definition(session, definition, ("definition",))
+                resolved = await validated(session, doc, ("definition",))
+                result = await preview(
+                    session, resolved, sample=sample, budget_ms=budget, explain=admin
+                )
         except DomainError as exc:
             return _refused(exc)
         return SegmentPreviewResult(

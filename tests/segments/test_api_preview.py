@@ -659,3 +659,31 @@ async def test_hostile_definitions_in_prod_are_never_unexpected(
                 assert body["data"]["previewSegment"]["errors"] or str(d).count("DROP"), body
     assert not [r for r in caplog.records if "unexpected" in r.getMessage()]
     assert await count_rows(api.db, "customer") == 0
+
+
+async def test_aliased_previews_take_turns_and_are_counted(api: Api) -> None:
+    """Root fields of a query run at once on the request's one connection: previews take turns
+    (each sets a statement timeout in a savepoint), beside other fields, and a request holds at
+    most three (aliases would otherwise multiply the time budget)."""
+    await users(api, {"externalId": "de", "country": "DE"}, {"externalId": "at", "country": "AT"})
+    await create(api, name="VIP", definition={"tag": {"tags": ["vip"]}})
+    fields = [
+        f'p{i}: previewSegment(definition: {{attribute: {{field: COUNTRY, op: EQ, value: "{c}"}}}}) '
+        "{ preview { count } errors { code field } }"
+        for i, c in enumerate(["DE", "AT", "FR", "DE"])
+    ]
+    others = "s: segments { totalCount } u: users { totalCount }"
+    body = await api.gql("{ " + " ".join(fields[:3]) + " " + others + " }", scopes=RU)
+    assert body == {
+        "data": {
+            "p0": {"preview": {"count": 1}, "errors": []},
+            "p1": {"preview": {"count": 1}, "errors": []},
+            "p2": {"preview": {"count": 0}, "errors": []},
+            "s": {"totalCount": 1},
+            "u": {"totalCount": 2},
+        }
+    }, body
+    body = await api.gql("{ " + " ".join(fields) + " }", scopes=RU)
+    results = [body["data"][f"p{i}"] for i in range(4)]
+    assert [r["errors"] for r in results].count([]) == 3, body
+    assert [{"code": "TOO_MANY", "field": ["definition"]}] in [r["errors"] for r in results]
