@@ -18,6 +18,7 @@ Erased customers are deleted rows, so they never match.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -271,28 +272,71 @@ class _Compiler:
 
     # -- the tree -------------------------------------------------------------------------------
 
-    def node(self, node: Node) -> ColumnElement[bool]:
-        if isinstance(node, And):
-            return and_(*(self.node(c) for c in node.children)) if node.children else true()
-        if isinstance(node, Or):
-            return or_(*(self.node(c) for c in node.children)) if node.children else false()
+    def node(self, node: Node, neg: bool = False, conj: bool = True) -> ColumnElement[bool]:
+        """``node`` (``neg``: its negation). Negations are pushed down to the leaves (De Morgan;
+        every leaf is two-valued, so this is exact), so a negated leaf becomes an anti-join
+        (``NOT EXISTS``) instead of ``NOT (x IN (subquery))``, which PostgreSQL cannot hash once
+        the subquery outgrows work_mem. ``conj``: the node is reached from the root through
+        ``and`` only, where a positive leaf is a plain semi-join ``customer.id IN (...)``; under
+        an ``or`` leaves are ``EXISTS``, which PostgreSQL can hash or probe by index per row."""
+        if isinstance(node, And | Or):
+            if not node.children:
+                return true() if isinstance(node, And) != neg else false()
+            conjunction = isinstance(node, And) != neg
+            parts = [self.node(c, neg, conj and conjunction) for c in node.children]
+            return and_(*parts) if conjunction else or_(*parts)
         if isinstance(node, Not):
-            return not_(self.node(node.child))
+            return self.node(node.child, not neg, conj)
         if isinstance(node, Attribute):
-            return self.attribute(node)
+            cond = self.attribute(node)
+            return not_(cond) if neg else cond
         if isinstance(node, Tag):
-            return self.tag(node)
+            return self.tag(node, neg, conj)
         if isinstance(node, ConsentCond):
-            return self.consent(node)
+            return self.consent(node, neg, conj)
         if isinstance(node, SegmentRef):
-            return self.segment(node)
+            return self.segment(node, neg, conj)
         if isinstance(node, Profile):
-            return self.profile(node)
+            return self.profile(node, neg, conj)
         if isinstance(node, Behavior):
-            return self.behavior(node)
+            return self.behavior(node, neg, conj)
         if isinstance(node, OrderCond):
-            return self.order(node)
+            return self.order(node, neg, conj)
         raise AssertionError(type(node))
+
+    def rows(
+        self,
+        key: Any,
+        conds: Sequence[ColumnElement[bool]],
+        having: Sequence[ColumnElement[bool]] | None,
+        neg: bool,
+        conj: bool,
+    ) -> ColumnElement[bool]:
+        """The customer has rows (``key`` = customer id) matching ``conds`` (grouped per customer
+        and within ``having``, if given); ``neg``: has none.
+
+        Positive where only ``and`` leads here: ``customer.id IN (SELECT key ...)`` (a semi-join).
+        Negated: ``NOT EXISTS`` (an anti-join). Under ``or``: ``EXISTS``. A grouped condition is
+        correlated through a derived table, ``EXISTS (SELECT 1 FROM (SELECT key ... GROUP BY key
+        HAVING ...) g WHERE g.key = customer.id)``, which the planner can still turn into a
+        (hashed) join."""
+        if not neg and conj:
+            sub = select(key).where(self.owner(key), *conds)
+            if having:
+                sub = sub.group_by(key).having(and_(*having))
+            return customer.c.id.in_(sub)
+        if having:
+            grouped = (
+                select(key.label("customer_id"))
+                .where(self.owner(key), *conds)
+                .group_by(key)
+                .having(and_(*having))
+                .subquery()
+            )
+            probe = exists().where(grouped.c.customer_id == customer.c.id)
+        else:
+            probe = exists().where(self.correlated(key), *conds)
+        return ~probe if neg else probe
 
     def attribute(self, node: Attribute) -> ColumnElement[bool]:
         if node.column is not None:
@@ -314,22 +358,20 @@ class _Compiler:
             return not_(and_(kind == typed, self.compare(value, positive, node.values, "json")))
         return and_(kind == typed, self.compare(value, op, node.values, "json"))
 
-    def tag(self, node: Tag) -> ColumnElement[bool]:
+    def tag(self, node: Tag, neg: bool, conj: bool) -> ColumnElement[bool]:
         t = tags_t
+        conds = [t.c.tag.in_(list(node.tags))]
         if node.match == "none":
-            return ~exists().where(self.correlated(t.c.customer_id), t.c.tag.in_(list(node.tags)))
-        sub = select(t.c.customer_id).where(
-            self.owner(t.c.customer_id), t.c.tag.in_(list(node.tags))
-        )
+            return self.rows(t.c.customer_id, conds, None, not neg, conj)
+        having = None
         if node.match == "all" and len(node.tags) > 1:
-            sub = sub.group_by(t.c.customer_id).having(func.count() == len(node.tags))
-        return customer.c.id.in_(sub)
+            having = [func.count() == len(node.tags)]
+        return self.rows(t.c.customer_id, conds, having, neg, conj)
 
-    def consent(self, node: ConsentCond) -> ColumnElement[bool]:
+    def consent(self, node: ConsentCond, neg: bool, conj: bool) -> ColumnElement[bool]:
         # Granted = the latest record of the purpose (highest id) says granted; no record = not.
         k, later = consent_k, consent_later
-        latest_granted = select(k.c.customer_id).where(
-            self.owner(k.c.customer_id),
+        conds = [
             k.c.purpose == node.purpose,
             k.c.granted.is_(True),
             ~exists().where(
@@ -337,24 +379,20 @@ class _Compiler:
                 later.c.purpose == node.purpose,
                 later.c.id > k.c.id,
             ),
-        )
-        granted = customer.c.id.in_(latest_granted)
-        return granted if node.granted else not_(granted)
+        ]
+        return self.rows(k.c.customer_id, conds, None, neg == node.granted, conj)
 
-    def segment(self, node: SegmentRef) -> ColumnElement[bool]:
+    def segment(self, node: SegmentRef, neg: bool, conj: bool) -> ColumnElement[bool]:
         ref = self.segments[node.segment_id]
+        outside = neg == node.member
         if ref.kind == "static" or ref.tree is None:
             m = member_t
-            inside: ColumnElement[bool] = customer.c.id.in_(
-                select(m.c.customer_id).where(
-                    m.c.segment_id == node.segment_id, self.owner(m.c.customer_id)
-                )
+            return self.rows(
+                m.c.customer_id, [m.c.segment_id == node.segment_id], None, outside, conj
             )
-        else:
-            inside = self.node(ref.tree)
-        return inside if node.member else not_(inside)
+        return self.node(ref.tree, outside, conj)
 
-    def profile(self, node: Profile) -> ColumnElement[bool]:
+    def profile(self, node: Profile, neg: bool, conj: bool) -> ColumnElement[bool]:
         p = profile_t
         if node.name == "rfmGroup":
             r, f = p.c.r_score, p.c.f_score
@@ -369,7 +407,7 @@ class _Compiler:
             cond = member if node.op in ("eq", "in") else not_(member)
         else:
             cond = self.compare(p.c[node.column], node.op, node.values, node.kind)
-        return customer.c.id.in_(select(p.c.customer_id).where(self.owner(p.c.customer_id), cond))
+        return self.rows(p.c.customer_id, [cond], None, neg, conj)
 
     def counted(
         self,
@@ -377,17 +415,14 @@ class _Compiler:
         conds: list[ColumnElement[bool]],
         count: Bounds | None,
         sums: list[tuple[Any, Bounds | None]],
-        did: bool,
+        neg: bool,
+        conj: bool,
     ) -> ColumnElement[bool]:
         """Customers whose matching rows number within ``count`` (default at least one) and whose
-        sums lie within their bounds; ``did=False`` negates."""
+        sums lie within their bounds; ``neg``: the others."""
         cmin = count.min if count is not None and count.min is not None else 1
         cmax = count.max if count is not None else None
         bounded = [(expr, b) for expr, b in sums if b is not None]
-        if cmin == 1 and cmax is None and not bounded:
-            if not did:
-                return ~exists().where(self.correlated(key), *conds)
-            return customer.c.id.in_(select(key).where(self.owner(key), *conds))
         having: list[ColumnElement[bool]] = []
         if cmin > 1:
             having.append(func.count() >= cmin)
@@ -400,17 +435,23 @@ class _Compiler:
                 having.append(total >= b.min)
             if b.max is not None:
                 having.append(total <= b.max)
-        sub = select(key).where(self.owner(key), *conds).group_by(key)
-        if having:
-            sub = sub.having(and_(*having))
-        positive: ColumnElement[bool] = customer.c.id.in_(sub)
         zero_ok = cmin == 0 and all(b is None or b.min is None or b.min <= 0 for _, b in bounded)
-        if zero_ok:
-            positive = or_(positive, ~exists().where(self.correlated(key), *conds))
-        return positive if did else not_(positive)
+        if not zero_ok:
+            return self.rows(key, conds, having or None, neg, conj)
+        # No matching row at all also qualifies: (rows within bounds) or (no rows).
+        if neg:
+            return and_(
+                self.rows(key, conds, having or None, True, conj),
+                self.rows(key, conds, None, False, conj),
+            )
+        return or_(
+            self.rows(key, conds, having or None, False, False),
+            self.rows(key, conds, None, True, False),
+        )
 
-    def behavior(self, node: Behavior) -> ColumnElement[bool]:
+    def behavior(self, node: Behavior, neg: bool, conj: bool) -> ColumnElement[bool]:
         e = event_t
+        neg = neg == node.did
         conds: list[ColumnElement[bool]] = [e.c.type == node.event_type]
         if node.product_id is not None:
             conds.append(e.c.product_id == node.product_id)
@@ -429,22 +470,25 @@ class _Compiler:
             # and an anti-join on the edge, instead of grouping every matching event ever.
             lo, hi = node.window.bounds(self.now) if node.window else (None, None)
             inside_conds = conds + self.window(e.c.occurred_at, node.window)
-            inside: ColumnElement[bool] = customer.c.id.in_(
-                select(e.c.customer_id).where(self.owner(e.c.customer_id), *inside_conds)
-            )
             edge = lo if node.occurrence == "first" else hi
-            if edge is not None:
-                beyond = (
-                    e.c.occurred_at < edge
-                    if node.occurrence == "first"
-                    else e.c.occurred_at >= edge
+            if edge is None:
+                return self.rows(e.c.customer_id, inside_conds, None, neg, conj)
+            beyond = (
+                e.c.occurred_at < edge if node.occurrence == "first" else e.c.occurred_at >= edge
+            )
+            if neg:  # not (inside and none beyond) = no event inside, or one beyond
+                return or_(
+                    self.rows(e.c.customer_id, inside_conds, None, True, False),
+                    self.rows(e.c.customer_id, [*conds, beyond], None, False, False),
                 )
-                inside = and_(
-                    inside, ~exists().where(self.correlated(e.c.customer_id), *conds, beyond)
-                )
-            return inside if node.did else not_(inside)
+            return and_(
+                self.rows(e.c.customer_id, inside_conds, None, False, conj),
+                self.rows(e.c.customer_id, [*conds, beyond], None, True, conj),
+            )
         conds += self.window(e.c.occurred_at, node.window)
-        return self.counted(e.c.customer_id, conds, node.count, [(e.c.value, node.value)], node.did)
+        return self.counted(
+            e.c.customer_id, conds, node.count, [(e.c.value, node.value)], neg, conj
+        )
 
     def subtree(self, category_id: int) -> Select[Any]:
         """Ids of a category and all its sub-categories (paths are joined with " > ")."""
@@ -462,7 +506,7 @@ class _Compiler:
             or_(sub.c.path == root_path, sub.c.path.like(escaped + " > %", escape=LIKE_ESCAPE))
         )
 
-    def order(self, node: OrderCond) -> ColumnElement[bool]:
+    def order(self, node: OrderCond, neg: bool, conj: bool) -> ColumnElement[bool]:
         o = order_t
         excluded = NEVER_COUNTED + (() if node.include_refunded else REFUNDED)
         conds: list[ColumnElement[bool]] = [
@@ -480,7 +524,12 @@ class _Compiler:
                 conds.append(o.c.total <= node.order_value.max)
         conds += self.window(o.c.placed_at, node.window)
         return self.counted(
-            o.c.customer_id, conds, node.count, [(o.c.total, node.total_value)], node.did
+            o.c.customer_id,
+            conds,
+            node.count,
+            [(o.c.total, node.total_value)],
+            neg == node.did,
+            conj,
         )
 
 

@@ -445,3 +445,36 @@ async def test_many_conditions_in_one_select_for_one_shopper(db: Database) -> No
             row = (await s.execute(select(*conds).where(customer.c.id == cid))).one()
             expected = [int(name in await members(db, w, d)) for d in docs]
             assert list(row) == expected, name
+
+
+async def test_trees_agree_with_set_algebra_over_their_leaves(db: Database) -> None:
+    """Property: a random and/or/not tree matches exactly the set computed from its leaves'
+    results with intersection, union and complement (negations pushed to the leaves, semi-joins
+    under and, EXISTS under or, anti-joins for negated leaves all mean the same)."""
+    w = await build_world(db)
+    leaves = [resolve_ids(doc, w) for doc, _ in ATTRIBUTE_CASES + CUSTOM_CASES + OTHER_CASES]
+    results: dict[str, set[str]] = {}
+    for leaf in leaves:
+        results[repr(leaf)] = await members(db, w, leaf)
+    rng = random.Random(11)
+
+    def random_tree(depth: int) -> dict[str, Any]:
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        kind = rng.choice(["and", "or", "not", "not"])
+        if kind == "not":
+            return {"not": random_tree(depth - 1)}
+        return {kind: [random_tree(depth - 1) for _ in range(rng.randint(1, 3))]}
+
+    def expected(doc: dict[str, Any]) -> set[str]:
+        if "and" in doc:
+            return set.intersection(*(expected(c) for c in doc["and"]))
+        if "or" in doc:
+            return set.union(*(expected(c) for c in doc["or"]))
+        if "not" in doc:
+            return ALL - expected(doc["not"])
+        return results[repr(doc)]
+
+    for _ in range(40):
+        doc = random_tree(4)
+        assert await members(db, w, doc) == expected(doc), doc
