@@ -26,12 +26,15 @@ from domain.catalog import repository as catalog
 from domain.catalog.repository import PATH_SEPARATOR
 from domain.catalog.service import category_path
 from domain.errors import DomainError, FieldError
+from domain.segments import service as segments
 from domain.segments.definition import MAX_DEPTH
 from domain.validation import Invalid
 
 # Nesting past this many levels of and/or/not is not converted (an empty node stands in): the
 # parser reports TOO_DEEP at MAX_DEPTH and never looks further down.
 CONVERSION_DEPTH = MAX_DEPTH + 2
+# A segment given by key has this id until the key is looked up (no segment has it).
+UNRESOLVED = 2**31 - 1
 
 
 @strawberry.enum(description="Comparison of a condition; which ones apply depends on the type.")
@@ -137,11 +140,15 @@ class ConsentCondition:
 
 
 @strawberry.input(
-    description="Membership of another segment: a dynamic one is evaluated live, a static one "
-    "by its member list. Cycles are refused (CYCLE)."
+    description="Membership of another segment, given by `segmentId` or by `segmentKey` (a "
+    'built-in segment\'s key, e.g. "builtin:at_risk"): a dynamic one is evaluated live, a '
+    "static one by its member list. Cycles are refused (CYCLE)."
 )
 class SegmentReference:
-    segment_id: strawberry.ID
+    segment_id: strawberry.ID | None = strawberry.UNSET
+    segment_key: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Stored as the segment's id."
+    )
     member: bool = True
 
 
@@ -276,10 +283,12 @@ def _camel(name: str) -> str:
 
 @dataclass
 class _Lookups:
-    """External ids and category paths to resolve, with the JSON node and path of each."""
+    """External ids, category paths and segment keys to resolve, with the JSON node and path of
+    each."""
 
     products: list[tuple[str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
     categories: list[tuple[str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
+    segments: list[tuple[str, dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -308,13 +317,22 @@ class _Converter:
             if leaf is not strawberry.UNSET and leaf is not None:
                 out[key] = self.plain(leaf)
         if cond.segment is not strawberry.UNSET and cond.segment is not None:
-            ref = cond.segment
-            out["segment"] = {
-                "segmentId": self.pk(ref.segment_id, "Segment", (*path, "segment", "segmentId")),
-                "member": ref.member,
-            }
+            out["segment"] = self.reference(cond.segment, (*path, "segment"))
         if cond.behavior is not strawberry.UNSET and cond.behavior is not None:
             out["behavior"] = self.behavior(cond.behavior, (*path, "behavior"))
+        return out
+
+    def reference(self, ref: SegmentReference, path: tuple[str, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {"member": ref.member}
+        given_id = ref.segment_id is not strawberry.UNSET and ref.segment_id is not None
+        given_key = ref.segment_key is not strawberry.UNSET and ref.segment_key is not None
+        if given_id == given_key:
+            self.error("INVALID", "give segmentId or segmentKey (one of them)", path)
+        elif given_id:
+            out["segmentId"] = self.pk(str(ref.segment_id), "Segment", (*path, "segmentId"))
+        else:
+            out["segmentId"] = UNRESOLVED  # replaced once looked up, after the structure check
+            self.lookups.segments.append((str(ref.segment_key), out, (*path, "segmentKey")))
         return out
 
     def behavior(self, b: BehaviorCondition, path: tuple[str, ...]) -> dict[str, Any]:
@@ -415,6 +433,12 @@ async def resolve_definition(
                 errors.append(FieldError("NOT_FOUND", "no category with this path", at))
             else:
                 node["categoryId"] = category.id
+    for key, node, at in lookups.segments:
+        segment = None if "\x00" in key else await segments.get_by_key(session, key[:64])
+        if segment is None or segment.id is None or segment.status != "active":
+            errors.append(FieldError("NOT_FOUND", "no active segment with this key", at))
+        else:
+            node["segmentId"] = segment.id
     if errors:
         raise DomainError(errors)
     return doc

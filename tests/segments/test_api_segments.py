@@ -707,3 +707,30 @@ async def test_saving_a_definition_queues_its_refresh(api: Api) -> None:
             text("SELECT refreshed_version FROM segment WHERE id = :id"), {"id": pk(seg["id"])}
         )
     assert refreshed == 2
+
+
+async def test_reference_by_key(api: Api) -> None:
+    from domain.segments import builtins
+
+    async with api.db.unit_of_work() as session:
+        await builtins.seed(session)
+    made = await create(
+        api,
+        name="at risk VIPs",
+        definition={"and": [VIP, {"segment": {"segmentKey": "builtin:at_risk"}}]},
+    )
+    ref = made["definition"]["and"][1]["segment"]
+    assert "segmentKey" not in ref and decode_id(ref["segmentId"])[0] == "Segment"
+    before = await segment_state(api)
+    for segment, expected in (
+        ({"segmentKey": "builtin:nope"}, ("NOT_FOUND", ["segmentKey"])),
+        ({"segmentKey": "builtin:at_risk", "segmentId": ref["segmentId"]}, ("INVALID", [])),
+        ({"member": False}, ("INVALID", [])),
+    ):
+        body = await api.gql(
+            CREATE, {"input": {"name": "x", "definition": {"segment": segment}}}, scopes=W
+        )
+        assert codes_and_fields(body) == [
+            (expected[0], ["input", "definition", "segment", *expected[1]])
+        ], body
+    assert await segment_state(api) == before
