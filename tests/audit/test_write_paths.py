@@ -136,6 +136,54 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
         {},
         None,
     ),
+    # segments: a static one (Segment:1) and a dynamic one (Segment:2), in one request
+    "createSegment": (
+        "segments:write",
+        'mutation { createSegment(input: {name: "List", kind: STATIC}) { errors { code } } '
+        'd: createSegment(input: {name: "VIP", definition: {tag: {tags: ["vip"]}}}) '
+        "{ errors { code } } }",
+        {},
+        "segment.create",
+    ),
+    "updateSegment": (
+        "segments:write",
+        'mutation { updateSegment(input: {id: "U2VnbWVudDoy", name: "VIPs"}) { errors { code } } }',
+        {},
+        "segment.update",
+    ),
+    "addUsersToSegment": (
+        "segments:write",
+        'mutation { addUsersToSegment(input: {segmentId: "U2VnbWVudDox", '
+        'userExternalIds: ["c-1"]}) { errors { code } } }',
+        {},
+        "segment.members.add",
+    ),
+    "removeUsersFromSegment": (
+        "segments:write",
+        'mutation { removeUsersFromSegment(input: {segmentId: "U2VnbWVudDox", '
+        'userExternalIds: ["c-1"]}) { errors { code } } }',
+        {},
+        "segment.members.remove",
+    ),
+    "importSegmentUsers": (
+        "segments:write",
+        'mutation($csv: String!) { importSegmentUsers(input: {segmentId: "U2VnbWVudDox", '
+        "csv: $csv}) { errors { code } } }",
+        {"csv": "external_id\nc-2\n"},
+        "segment.members.import",
+    ),
+    "refreshSegment": (
+        "segments:write",
+        'mutation { refreshSegment(input: {id: "U2VnbWVudDoy"}) { errors { code } } }',
+        {},
+        "segment.refresh",
+    ),
+    "archiveSegment": (
+        "segments:write",
+        'mutation { archiveSegment(input: {id: "U2VnbWVudDoy"}) { errors { code } } }',
+        {},
+        "segment.archive",
+    ),
     # last: it removes c-1
     "eraseUser": (
         "privacy:manage",
