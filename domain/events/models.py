@@ -48,7 +48,7 @@ class Event(SQLModel, table=True):
             "type",
             "occurred_at",
             "customer_id",
-            postgresql_include=["product_id", "value", "currency"],
+            postgresql_include=["product_id", "value", "currency", "order_id"],
         ),
     )
 

@@ -45,7 +45,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from domain.catalog.models import Category, Product
 from domain.consents.models import Consent
 from domain.events.models import Event
-from domain.orders.models import Order
+from domain.orders.models import Order, OrderLine
 from domain.profiles.models import CustomerProfile
 from domain.segments import rfm
 from domain.segments.definition import (
@@ -74,6 +74,7 @@ consent_t = table(Consent)
 profile_t = table(CustomerProfile)
 event_t = table(Event)
 order_t = table(Order)
+line_t = table(OrderLine)
 product_t = table(Product)
 category_t = table(Category)
 member_t = table(SegmentMember)
@@ -453,15 +454,34 @@ class _Compiler:
         e = event_t
         neg = neg == node.did
         conds: list[ColumnElement[bool]] = [e.c.type == node.event_type]
+        products: list[ColumnElement[bool]] = []
         if node.product_id is not None:
-            conds.append(e.c.product_id == node.product_id)
-        if node.category_id is not None or node.brand is not None:
-            product_conds: list[ColumnElement[bool]] = []
-            if node.category_id is not None:
-                product_conds.append(product_t.c.category_id.in_(self.subtree(node.category_id)))
-            if node.brand is not None:
-                product_conds.append(product_t.c.brand == node.brand)
-            conds.append(e.c.product_id.in_(select(product_t.c.id).where(*product_conds)))
+            products.append(product_t.c.id == node.product_id)
+        if node.category_id is not None:
+            products.append(product_t.c.category_id.in_(self.subtree(node.category_id)))
+        if node.brand is not None:
+            products.append(product_t.c.brand == node.brand)
+        if products:
+            if node.product_id is not None and len(products) == 1:
+                matching: ColumnElement[bool] = e.c.product_id == node.product_id
+            else:
+                matching = e.c.product_id.in_(select(product_t.c.id).where(*products))
+            if node.event_type == "purchase":
+                # An order's purchase event names no product (recordOrders): it matches when
+                # one of the order's lines is a matching product.
+                line = line_t
+                matching = or_(
+                    matching,
+                    and_(
+                        e.c.product_id.is_(None),
+                        e.c.order_id.is_not(None),
+                        exists().where(
+                            line.c.order_id == e.c.order_id,
+                            line.c.product_id.in_(select(product_t.c.id).where(*products)),
+                        ),
+                    ),
+                )
+            conds.append(matching)
         if node.currency is not None:
             conds.append(e.c.currency == node.currency)
         if node.occurrence != "any":

@@ -136,7 +136,7 @@ def upgrade() -> None:
             "ix_event_type_occurred_at_customer_id",
             ["type", "occurred_at", "customer_id"],
             unique=False,
-            postgresql_include=["product_id", "value", "currency"],
+            postgresql_include=["product_id", "value", "currency", "order_id"],
         )
 
     # ### end Alembic commands ###
@@ -147,7 +147,7 @@ def downgrade() -> None:
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_event_type_occurred_at_customer_id",
-            postgresql_include=["product_id", "value", "currency"],
+            postgresql_include=["product_id", "value", "currency", "order_id"],
         )
 
     op.drop_table("segment_version")

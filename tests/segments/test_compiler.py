@@ -478,3 +478,53 @@ async def test_trees_agree_with_set_algebra_over_their_leaves(db: Database) -> N
     for _ in range(40):
         doc = random_tree(4)
         assert await members(db, w, doc) == expected(doc), doc
+
+
+async def test_order_purchase_events_match_through_their_lines(db: Database) -> None:
+    """recordOrders writes one purchase event per order with no product: product, category and
+    brand conditions on purchases look at the order's lines."""
+    from domain.orders import service as orders
+    from domain.users import service as users
+
+    w = await build_world(db)
+    from domain.audit.service import Actor
+    from domain.keys import build_keys
+
+    actor = Actor(client_id="test", subject="test")
+    async with db.unit_of_work() as s:
+        [made] = await users.upsert_users(s, build_keys(db.settings), [{"external_id": "ord1"}])
+        w.ids["ord1"] = int(made.id or 0)
+        w.names[int(made.id or 0)] = "ord1"
+        result = await orders.record_orders(
+            s,
+            actor,
+            [
+                {
+                    "external_id": "order-1",
+                    "user_external_id": "ord1",
+                    "currency": "EUR",
+                    "placed_at": ago(3).isoformat(),
+                    "status": "paid",
+                    "lines": [
+                        {"product_external_id": "p_abc", "quantity": 1, "unit_price": "10.00"},
+                        {"product_external_id": "p_trail", "quantity": 1, "unit_price": "90.00"},
+                    ],
+                }
+            ],
+            db.settings,
+        )
+        assert not result.errors, result.errors
+    buyers = {"at1", "ord1"}
+    assert await members(db, w, did("purchase", categoryId=w["running"])) == {"de1"} | buyers
+    assert await members(db, w, did("purchase", productId=w["p_trail"])) == buyers
+    assert await members(db, w, did("purchase", brand="Salomon")) == buyers
+    assert await members(db, w, did("purchase", productId=w["p_run"])) == {"de1"}
+    assert await members(db, w, did("purchase", categoryId=w["axb"])) == set()
+    # The order counts once, with its net total as value; views are untouched.
+    assert await members(db, w, did("purchase", categoryId=w["trail"], value={"min": "100"})) == {
+        "ord1"
+    }
+    assert await members(db, w, did("view", categoryId=w["trail"])) == set()
+    assert "ord1" not in await members(db, w, did("purchase", did=False, brand="Salomon"))
+    one = await members(db, w, did("purchase", productId=w["p_trail"]), customer_id=w["ord1"])
+    assert one == {"ord1"}
