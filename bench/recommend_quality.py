@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             ok &= hyb.ndcg >= best.ndcg and r.ci[1] > 0
             if name.startswith("Online Retail"):
                 ok &= round(pop.ndcg, 4) == 0.0215
-            dumps.append({"data": name, **r.to_json()})
+            dumps.append({"dataset": name, **r.to_json()})
         print()
     if args.json:
         args.json.write_text(json.dumps(dumps, indent=2, default=float))

@@ -69,7 +69,8 @@ def test_retail_order_lines_drop_guests_cancellations_and_returns() -> None:
         ("user_id,item_id,timestamp\nu,i,1\nu,j,\n", "<data>:3: empty timestamp"),
         ("user_id,item_id,timestamp\nu,i,2024-13-01\n", "<data>:2: bad timestamp"),
         ("user_id,item_id,timestamp\nu,,1\n", "<data>:2: empty user_id or item_id"),
-        ("user_id,item_id,timestamp\nu,i\n", "<data>:2: 2 fields, expected 3"),
+        ("user_id,item_id,timestamp\nu,i\n", "<data>:2: 2 fields, expected at least 3"),
+        ("a,b,user_id,item_id,timestamp\n1,2,u\n", "<data>:2: 3 fields, expected at least 5"),
         ("user_id,item_id,timestamp,weight\nu,i,1,heavy\n", "weight 'heavy' is not a number"),
         ("user_id,item_id,timestamp,weight\nu,i,1,-1\n", "weight must be above 0"),
         ("user_id,item_id,timestamp,rating\nu,i,1,nan\n", "rating must be a finite number"),
@@ -129,3 +130,27 @@ def test_interactions_from_events() -> None:
     assert f["weight"].tolist() == [0.5, 5.0, 2.0]
     assert data.has_ratings and np.isnan(f["rating"][0]) and f["rating"][2] == 2.0
     assert f["basket"][1] == "o1"
+
+
+CASES = [
+    "user_id,item_id,timestamp\nu1,i1,1700000000\nu2,i2,1700000000.5\n\nu1,i3,1e9\n",
+    "USER_ID , Item_Id ,timestamp,weight\n u1 , i1 ,2024-01-01T10:00:00+02:00,2\n"
+    "u2,i2,2024-01-01,0.5\nu3,i3,2024-02-29T23:59:59Z,3\n",
+    "extra,user_id,item_id,timestamp,rating\nx,u1,i1,2024-01-01 10:00:00,4.5\ny,u1,i2,1704103200,1\n",
+]
+
+
+@pytest.mark.parametrize("text", CASES)
+def test_the_fast_reader_equals_the_row_loop(text: str) -> None:
+    import csv
+    import io
+
+    from recommend.data import _fast_interactions, _load_interactions
+
+    reader = csv.reader(io.StringIO(text))
+    names = [h.strip().lower() for h in next(reader)]
+    fast = _fast_interactions(text, names, "<data>")
+    assert fast is not None
+    slow = _load_interactions(reader, names, "<data>")
+    assert fast.frame.equals(slow.frame), (fast.frame, slow.frame)
+    assert fast.has_ratings == slow.has_ratings
