@@ -129,9 +129,13 @@ class TrainSet:
         return len(self.items)
 
     def binary(self) -> sp.csr_matrix:
-        b = self.matrix.copy()
-        b.data[:] = 1.0
-        return b
+        """The weight matrix with every stored entry 1 (built once; do not modify it)."""
+        cached = self.__dict__.get("_binary")
+        if cached is None:
+            cached = self.matrix.copy()
+            cached.data[:] = 1.0
+            self.__dict__["_binary"] = cached
+        return cached
 
     def history(self, user: int) -> np.ndarray:
         """The user's training items, most recent last."""

@@ -139,3 +139,22 @@ def test_the_retail_sample_popularity_matches_the_issue() -> None:
     r = protocol.evaluate_lists("popularity", train, h.users, recs, h.test, 10)
     assert r.users == 1662  # "1,662 customers bought 5 or more distinct products"
     assert round(r.ndcg, 4) == 0.0215
+
+
+def test_a_pair_keeps_its_last_explicit_rating() -> None:
+    from recommend.data import make_interactions
+
+    nan = float("nan")
+    data = make_interactions(
+        ["u", "u", "u", "v"],
+        ["a", "a", "a", "a"],
+        [1.0, 2.0, 3.0, 1.0],
+        [1.0, 4.0, 1.0, 2.0],
+        [nan, 4.0, nan, 2.0],  # a review at t=2, then a view without a rating
+    )
+    t = protocol.build(data)
+    assert t.ratings is not None
+    assert t.ratings[t.user_index["u"], t.item_index["a"]] == 4.0
+    assert t.ratings[t.user_index["v"], t.item_index["a"]] == 2.0
+    assert t.matrix[t.user_index["u"], t.item_index["a"]] == 6.0  # weights add up
+    assert t.binary()[t.user_index["u"], t.item_index["a"]] == 1.0
