@@ -29,6 +29,9 @@ class Schedule:
     minute: int | set[int] | None = None
     second: int | set[int] | None = 0
 
+    def __hash__(self) -> int:  # the in-process scheduler keys by schedule; sets do not hash
+        return hash((self.task, self.description))
+
     def next_after(self, moment: datetime) -> datetime:
         naive = moment.astimezone(UTC).replace(tzinfo=None)
         return next_cron(

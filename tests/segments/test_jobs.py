@@ -212,6 +212,7 @@ def test_refresh_cron_every_few_minutes() -> None:
     assert every_minutes(5) == {0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55}
     assert every_minutes(60) == {0}
     assert every_minutes(0) == set(range(60))
+    assert len({hash(s) for s in SCHEDULES}) == len(SCHEDULES)  # the in-process scheduler keys them
     (refresh,) = [s for s in SCHEDULES if s.task == "refresh_segments"]
     assert refresh.minute == every_minutes(Settings(_env_file=None).segment_refresh_minutes)  # type: ignore[call-arg]
     assert "cron:refresh_segments" in [j.name for j in cron_jobs()]
@@ -298,3 +299,23 @@ async def test_reevaluation_jobs_share_a_few_database_slots(
     )
     assert len(done) == 12
     assert peak == membership.JOB_CONCURRENCY
+
+
+async def test_in_process_scheduler_runs_with_the_real_schedules(
+    db: Database, settings: Settings
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from jobs.queue import InProcessQueue
+    from jobs.schedule import InProcessScheduler
+
+    queue = InProcessQueue(db, settings)
+    scheduler = InProcessScheduler(queue)
+    scheduler.start()
+    await asyncio.sleep(0.1)  # it computed every schedule's next run (and did not crash)
+    assert scheduler._task is not None and not scheduler._task.done()
+    await scheduler.stop()
+    (refresh,) = [s for s in SCHEDULES if s.task == "refresh_segments"]
+    at = refresh.next_after(datetime(2026, 1, 1, 10, 3, tzinfo=UTC))
+    assert at == datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
