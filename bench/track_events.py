@@ -507,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = cpu_ms[method]
         medians = [common.median(parts[k]) if parts[k] else None for k in parts]
         total = None if None in medians else sum(m for m in medians if m is not None)
-        cpu_rows.append([method, *("-" if m is None else f"{m:.1f}" for m in medians), total])
+        shown = [*medians, total]
+        cpu_rows.append([method, *("-" if m is None else f"{m:.1f}" for m in shown)])
     print(common.table(["way", "bench process", "server", "PostgreSQL", "total"], cpu_rows))
     print()
     for method in METHODS[1:]:
