@@ -36,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
@@ -451,7 +452,7 @@ class _Compiler:
         )
 
     def behavior(self, node: Behavior, neg: bool, conj: bool) -> ColumnElement[bool]:
-        e = event_t
+        e: Any = event_t
         neg = neg == node.did
         conds: list[ColumnElement[bool]] = [e.c.type == node.event_type]
         products: list[ColumnElement[bool]] = []
@@ -467,21 +468,10 @@ class _Compiler:
             else:
                 matching = e.c.product_id.in_(select(product_t.c.id).where(*products))
             if node.event_type == "purchase":
-                # An order's purchase event names no product (recordOrders): it matches when
-                # one of the order's lines is a matching product.
-                line = line_t
-                matching = or_(
-                    matching,
-                    and_(
-                        e.c.product_id.is_(None),
-                        e.c.order_id.is_not(None),
-                        exists().where(
-                            line.c.order_id == e.c.order_id,
-                            line.c.product_id.in_(select(product_t.c.id).where(*products)),
-                        ),
-                    ),
-                )
-            conds.append(matching)
+                e = self.purchases(node, matching, products)
+                conds = []
+            else:
+                conds.append(matching)
         if node.currency is not None:
             conds.append(e.c.currency == node.currency)
         if node.occurrence != "any":
@@ -509,6 +499,37 @@ class _Compiler:
         return self.counted(
             e.c.customer_id, conds, node.count, [(e.c.value, node.value)], neg, conj
         )
+
+    def purchases(
+        self, node: Behavior, matching: ColumnElement[bool], products: list[ColumnElement[bool]]
+    ) -> Any:
+        """Purchase events of matching products, as one derived table: those that name the
+        product (tracked per product) UNION ALL an order's purchase event (``recordOrders``
+        writes one per order, naming no product) when one of the order's lines is a matching
+        product. Two branches rather than ``named OR order line matches``: each is planned on
+        its own (an index range on the window, then one probe of the order's lines per
+        purchase), where the OR made PostgreSQL hash every matching order line ever."""
+        e, line = event_t, line_t
+        cols = [e.c.customer_id, e.c.occurred_at, e.c.value, e.c.currency]
+        # The window and the shopper restriction go inside both branches (the outer conditions
+        # would be pushed down too, but not by every SQLite version).
+        common = [
+            e.c.type == "purchase",
+            self.owner(e.c.customer_id),
+            *self.window(e.c.occurred_at, node.window if node.occurrence == "any" else None),
+        ]
+        # The matching products once, as a CTE both branches read (SQLAlchemy puts it at the
+        # top of the statement; PostgreSQL computes it once and hashes it where it helps).
+        wanted = select(product_t.c.id).where(*products).cte()
+        named = select(*cols).where(*common, e.c.product_id.in_(select(wanted.c.id)))
+        via_lines = select(*cols).where(
+            *common,
+            e.c.product_id.is_(None),
+            e.c.order_id.in_(
+                select(line.c.order_id).where(line.c.product_id.in_(select(wanted.c.id)))
+            ),
+        )
+        return union_all(named, via_lines).subquery()
 
     def subtree(self, category_id: int) -> Select[Any]:
         """Ids of a category and all its sub-categories (paths are joined with " > ")."""
