@@ -11,6 +11,7 @@ from domain.events.models import Event, EventDaily, IdentityLink
 from domain.orders.models import Order, OrderLine
 from domain.privacy.models import DataExport, PrivacyRequest
 from domain.profiles.models import CustomerProfile
+from domain.recommend.models import ModelVersion
 from domain.segments.models import Segment, SegmentMember, SegmentTransition, SegmentVersion
 from domain.tasks.models import TaskRun
 from domain.users.models import Customer, CustomerTag
@@ -29,6 +30,7 @@ __all__ = [
     "Event",
     "EventDaily",
     "IdentityLink",
+    "ModelVersion",
     "OAuthClient",
     "Order",
     "OrderLine",

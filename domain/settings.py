@@ -139,6 +139,21 @@ class Settings(BaseSettings):
         le=1,
         description="How far an order's subtotal and total may be from the sums of its parts.",
     )
+    recommend_algorithms: str = Field(
+        "",
+        description="Components the refresh_model job trains and blends, as "
+        "`precis recommend evaluate --algorithms` takes them; empty: the default hybrid.",
+    )
+    recommend_promote_tolerance: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="promoteModel refuses a candidate whose NDCG@10 is lower than the active "
+        "version's by more than this (absolute), unless forced.",
+    )
+    recommend_min_interactions: int = Field(
+        20, ge=1, description="Fewer usable interactions than this: training fails (TOO_SMALL)."
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

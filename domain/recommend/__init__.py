@@ -1,0 +1,1 @@
+"""Recommendation model versions: training from the database, evaluation, promotion."""
