@@ -62,6 +62,9 @@ SCHEDULES: tuple[Schedule, ...] = (
     ),
     Schedule("purge_events", "Roll up and delete raw events past retention", hour=3, minute=30),
     Schedule("purge_exports", "Delete expired data exports", hour=4, minute=0),
+    Schedule(
+        "refresh_model", "Train and evaluate a candidate recommendation model", hour=2, minute=0
+    ),
 )
 
 

@@ -81,6 +81,16 @@ async def reevaluate_segments(
     return await reevaluate_job(ctx["db"], who, changes)
 
 
+async def refresh_model(ctx: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
+    """Build the interactions, train and evaluate the hybrid and store a candidate model version
+    (``trainModel`` passes its task id; the schedule runs without one and gets a task named after
+    the job). Progress and the outcome are on the ``task_run`` row."""
+    from domain.recommend.service import run_refresh
+
+    ident = task_id or f"refresh_model:{ctx.get('job_id') or 'manual'}"
+    return await run_refresh(ctx["db"], ctx["settings"], ident[:128])
+
+
 TASKS: list[Callable[..., Awaitable[Any]]] = [
     import_file,
     build_export,
@@ -89,4 +99,5 @@ TASKS: list[Callable[..., Awaitable[Any]]] = [
     recompute_profiles,
     refresh_segments,
     reevaluate_segments,
+    refresh_model,
 ]

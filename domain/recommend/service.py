@@ -1,0 +1,574 @@
+"""Training, listing and promoting recommendation model versions.
+
+Training (``train``) reads the interactions in a read-only session, fits and evaluates the hybrid
+outside any transaction (in a thread), then writes the new version's row in a unit of work of its
+own at the end: a crash on the way writes nothing, and the active version keeps serving. Data that
+cannot be trained on writes a ``failed`` row with the error and raises :class:`TrainingError`.
+
+Interactions: behaviour events (view, favourite, add to cart, purchase naming a product, review with
+its rating) of customers, plus the lines of their orders (not cancelled, quantity not all refunded)
+as purchases with the order as the basket; weighted by ``recommend.data.from_events``. Events of
+anonymous visitors and of erased shoppers (their events carry no customer) do not count, and neither
+do shoppers whose latest ``personalization`` consent is a refusal (no record: as
+``analytics_consent_default`` says).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
+
+from domain.audit import service as audit
+from domain.audit.service import Actor
+from domain.catalog.models import Category, Product
+from domain.columns import utcnow
+from domain.consents.models import Consent
+from domain.db import Database
+from domain.errors import DomainError, FieldError
+from domain.events.models import Event
+from domain.orders.models import Order, OrderLine
+from domain.recommend.models import ModelVersion
+from domain.settings import Settings
+from domain.sql import table
+from domain.tasks.models import TaskRun
+
+PERSONALIZATION = "personalization"
+EVENT_KINDS = ("view", "favorite", "add_to_cart", "purchase", "review")
+METRIC = "ndcg@10"
+K = 10
+
+Progress = Callable[[str, int, int], None]
+
+
+class TrainingError(DomainError):
+    """Training could not produce a candidate (codes EMPTY_DATA, TOO_SMALL)."""
+
+
+def _training_error(code: str, message: str) -> TrainingError:
+    return TrainingError([FieldError(code, message)])
+
+
+@dataclass
+class Promotion:
+    version: ModelVersion
+    previous: ModelVersion | None
+    forced: bool
+
+
+def algorithms(settings: Settings) -> list[str]:
+    from recommend.components import DEFAULT_ALGORITHMS, split_specs
+
+    text = settings.recommend_algorithms.strip()
+    return split_specs(text) if text else list(DEFAULT_ALGORITHMS)
+
+
+async def refused_personalization(session: AsyncSession, settings: Settings) -> set[int] | None:
+    """Customers who may not get personal models: the latest personalization record refuses
+    (default allowed), or, when the default is "no", everyone but those whose latest grants
+    (returned as the complement: ``None`` means "use ``granted_only``")."""
+    t = table(Consent)
+    newest = (
+        select(func.max(t.c.id)).where(t.c.purpose == PERSONALIZATION).group_by(t.c.customer_id)
+    )
+    rows = await session.execute(select(t.c.customer_id, t.c.granted).where(t.c.id.in_(newest)))
+    latest = {int(c): bool(g) for c, g in rows}
+    if settings.analytics_consent_default:
+        return {c for c, g in latest.items() if not g}
+    return {c for c, g in latest.items() if g}  # the only ones allowed
+
+
+async def interaction_rows(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+    """Event-like rows (user, item, type, occurred_at, rating, basket) from events and order lines
+    of customers allowed personalization; items are product ids."""
+    listed = await refused_personalization(session, settings)
+    opt_in = not settings.analytics_consent_default
+
+    def allowed(customer: int) -> bool:
+        return (customer in listed) if opt_in else (customer not in listed)  # type: ignore[operator]
+
+    e = table(Event)
+    out: list[dict[str, Any]] = []
+    result = await session.stream(
+        select(
+            e.c.customer_id,
+            e.c.product_id,
+            e.c.type,
+            e.c.occurred_at,
+            e.c.order_id,
+            e.c.properties,
+        ).where(
+            e.c.customer_id.is_not(None),
+            e.c.product_id.is_not(None),
+            e.c.type.in_(EVENT_KINDS),
+        )
+    )
+    async for customer, product, kind, at, order_id, props in result:
+        if not allowed(customer):
+            continue
+        rating = None
+        if kind == "review":
+            raw = (props or {}).get("rating")
+            if not isinstance(raw, int) or isinstance(raw, bool):
+                continue
+            rating = raw
+        out.append(
+            {
+                "user": customer,
+                "item": product,
+                "type": kind,
+                "occurred_at": at,
+                "rating": rating,
+                "basket": f"o{order_id}" if order_id else None,
+            }
+        )
+    o, line = table(Order), table(OrderLine)
+    lines = await session.stream(
+        select(o.c.customer_id, line.c.product_id, o.c.placed_at, o.c.id)
+        .select_from(line.join(o, o.c.id == line.c.order_id))
+        .where(
+            o.c.customer_id.is_not(None),
+            line.c.product_id.is_not(None),
+            o.c.status != "cancelled",
+            line.c.quantity > line.c.refunded_quantity,
+        )
+    )
+    async for customer, product, at, order_id in lines:
+        if not allowed(customer):
+            continue
+        out.append(
+            {
+                "user": customer,
+                "item": product,
+                "type": "purchase",
+                "occurred_at": at,
+                "rating": None,
+                "basket": f"o{order_id}",
+            }
+        )
+    return out
+
+
+async def item_texts(session: AsyncSession) -> tuple[dict[str, str], dict[str, str]]:
+    """Product text (title, brand, category path, description) and category for content
+    similarity and diversity, keyed like the interactions (product id)."""
+    p, c = table(Product), table(Category)
+    rows = await session.execute(
+        select(p.c.id, p.c.title, p.c.brand, p.c.description, c.c.path).select_from(
+            p.outerjoin(c, c.c.id == p.c.category_id)
+        )
+    )
+    text: dict[str, str] = {}
+    category: dict[str, str] = {}
+    for pid, title, brand, description, path in rows:
+        text[str(pid)] = " ".join(x for x in (title, brand, path, (description or "")[:500]) if x)
+        if path:
+            category[str(pid)] = path
+    return text, category
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe metrics: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+async def _failed(
+    db: Database,
+    specs: list[str],
+    error: TrainingError,
+    task_id: str | None,
+    counts: dict[str, Any],
+) -> ModelVersion:
+    async with db.unit_of_work() as session:
+        row = ModelVersion(
+            algorithm=",".join(specs)[:500],
+            parameters={"algorithms": specs},
+            status="failed",
+            error=str(error),
+            task_id=task_id,
+            **counts,
+        )
+        session.add(row)
+        await session.flush()
+        await audit.record(
+            session,
+            audit.SYSTEM,
+            "model.train_failed",
+            "ModelVersion",
+            row.id,
+            details={"error": str(error)[:500], "task_id": task_id},
+        )
+    return row
+
+
+def _fit(
+    data: Any, specs: list[str], progress: Progress
+) -> tuple[Any, bytes, str, dict[str, Any], dict[str, Any]]:
+    """CPU work (runs in a thread): evaluate under the protocol, then refit the tuned components
+    on all the data for the artifact."""
+    from recommend import evaluate, protocol
+    from recommend.hybrid import MAGIC, Hybrid
+
+    report = evaluate.run(data, specs, k=K, keep_model=True, resamples=1000, progress=progress)
+    assert report.model is not None
+    progress("training on all data", 0, 1)
+    full = protocol.build(data)
+    components = {
+        name: type(c)(**c.params).fit(full) for name, c in report.model.components.items()
+    }
+    model = Hybrid(full, components, report.model.weights)
+    blob = model.dumps()
+    sha = blob[len(MAGIC) : len(MAGIC) + 64].decode()
+    hyb = report.result("hybrid")
+    metrics = {**{k: v for k, v in hyb.row().items() if k not in ("algorithm", "seconds")}}
+    metrics["components"] = [r.row() for r in report.results if r.name != "hybrid"]
+    metrics["best_single"] = report.best_single
+    body = report.to_json()
+    metrics["bootstrap"] = body["bootstrap"]
+    metrics["evaluated_users"] = report.evaluated_users
+    params = {
+        "algorithms": specs,
+        "weights": report.model.weights,
+        "tuned": body["tuned_params"],
+        "k": K,
+    }
+    return report, blob, sha, _clean(metrics), _clean(params)
+
+
+async def train(
+    db: Database,
+    settings: Settings,
+    *,
+    task_id: str | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ModelVersion:
+    """Build the data set, train, evaluate and store a candidate version (see module docstring).
+    Raises :class:`TrainingError` after storing a ``failed`` version when the data cannot do."""
+    from recommend.data import WeightSettings, from_events
+    from recommend.evaluate import EvaluationError
+
+    tell = progress or (lambda step, done, total: None)
+    specs = algorithms(settings)
+    now = now or utcnow()
+    tell("reading interactions", 0, 1)
+    async with db.read_only() as session:
+        rows = await interaction_rows(session, settings)
+        text, category = await item_texts(session)
+    data = from_events(rows, now=now, settings=WeightSettings())
+    data.item_text = {k: v for k, v in text.items() if k in set(data.frame["item"])}
+    data.item_category = category
+    data.source = "database"
+    counts: dict[str, Any] = {
+        "interactions": len(data),
+        "users": data.n_users if len(data) else 0,
+        "items": data.n_items if len(data) else 0,
+    }
+    if len(data):
+        counts["data_from"] = datetime.fromtimestamp(float(data.frame["time"].min()), UTC)
+        counts["data_to"] = datetime.fromtimestamp(float(data.frame["time"].max()), UTC)
+    tell("reading interactions", 1, 1)
+    if len(data) == 0:
+        err = _training_error("EMPTY_DATA", "no interactions to train on (events or orders)")
+        await _failed(db, specs, err, task_id, counts)
+        raise err
+    if len(data) < settings.recommend_min_interactions:
+        err = _training_error(
+            "TOO_SMALL",
+            f"only {len(data)} interactions; at least {settings.recommend_min_interactions} "
+            "are needed (PRECIS_RECOMMEND_MIN_INTERACTIONS)",
+        )
+        await _failed(db, specs, err, task_id, counts)
+        raise err
+    started = time.perf_counter()
+    try:
+        _report, blob, sha, metrics, params = await asyncio.to_thread(_fit, data, specs, tell)
+    except (EvaluationError, ValueError) as exc:
+        err = _training_error("TOO_SMALL", f"cannot evaluate this data: {exc}")
+        await _failed(db, specs, err, task_id, counts)
+        raise err from exc
+    seconds = time.perf_counter() - started
+    tell("saving the candidate", 0, 1)
+    async with db.unit_of_work() as session:
+        row = ModelVersion(
+            algorithm=",".join(specs)[:500],
+            parameters=params,
+            metrics=metrics,
+            status="candidate",
+            artifact=blob,
+            sha256=sha,
+            task_id=task_id,
+            trained_seconds=round(seconds, 3),
+            **counts,
+        )
+        session.add(row)
+        await session.flush()
+        await audit.record(
+            session,
+            audit.SYSTEM,
+            "model.train",
+            "ModelVersion",
+            row.id,
+            details={METRIC: metrics.get(METRIC), "task_id": task_id, "sha256": sha},
+        )
+    tell("saving the candidate", 1, 1)
+    return row
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _listing() -> Any:
+    return select(ModelVersion).options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
+
+
+async def list_versions(
+    session: AsyncSession, *, status: str | None, after: int | None, first: int
+) -> list[ModelVersion]:
+    """Newest first; ``after`` is the id of the last row of the previous page."""
+    q = _listing()
+    if status is not None:
+        q = q.where(col(ModelVersion.status) == status)
+    if after is not None:
+        q = q.where(col(ModelVersion.id) < after)
+    rows = await session.execute(q.order_by(col(ModelVersion.id).desc()).limit(first))
+    return list(rows.scalars())
+
+
+async def count_versions(session: AsyncSession, *, status: str | None) -> int:
+    q = select(func.count()).select_from(table(ModelVersion))
+    if status is not None:
+        q = q.where(table(ModelVersion).c.status == status)
+    return int((await session.execute(q)).scalar_one())
+
+
+async def active_version(session: AsyncSession, *, lock: bool = False) -> ModelVersion | None:
+    q = _listing().where(col(ModelVersion.status) == "active")
+    if lock:
+        q = q.with_for_update()
+    return (await session.execute(q)).scalars().first()  # type: ignore[no-any-return]
+
+
+def ndcg(row: ModelVersion) -> float | None:
+    value = (row.metrics or {}).get(METRIC)
+    return float(value) if isinstance(value, int | float) else None
+
+
+# -- promotion -------------------------------------------------------------------------------------
+
+
+async def promote(
+    session: AsyncSession,
+    actor: Actor,
+    settings: Settings,
+    version_id: int,
+    *,
+    force: bool = False,
+) -> Promotion:
+    """Make a candidate the active version; the previous active one is retired. Refused (nothing
+    changed) for an unknown version (NOT_FOUND), one that is not a candidate (NOT_CANDIDATE), or one
+    whose NDCG@10 is below the active version's by more than the tolerance unless ``force``
+    (WORSE_THAN_ACTIVE)."""
+    path = ("input", "versionId")
+    # Lock the active row first, then the candidate: two promotions queue up here (PostgreSQL);
+    # SQLite runs one writer at a time anyway. The partial unique index is the last word.
+    current = await active_version(session, lock=True)
+    row = (
+        await session.execute(
+            _listing().where(col(ModelVersion.id) == version_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise DomainError.one("NOT_FOUND", "no such model version", *path)
+    if row.status != "candidate":
+        raise DomainError.one(
+            "NOT_CANDIDATE", f"version {version_id} is {row.status}, not a candidate", *path
+        )
+    new, old = ndcg(row), (ndcg(current) if current is not None else None)
+    tolerance = settings.recommend_promote_tolerance
+    worse = old is not None and (new is None or new < old - tolerance)
+    if worse and not force:
+        raise DomainError.one(
+            "WORSE_THAN_ACTIVE",
+            f"candidate {version_id} has {METRIC} {_fmt(new)}, below the active version "
+            f"{current.id if current else '?'} ({_fmt(old)}) by more than the tolerance "
+            f"{tolerance:g}; pass force: true to promote it anyway",
+            *path,
+        )
+    at = utcnow()
+    who = f"{actor.client_id}:{actor.subject}"[:200]
+    if current is not None:
+        await session.execute(
+            update(table(ModelVersion))
+            .where(table(ModelVersion).c.id == current.id)
+            .values(status="retired")
+        )
+        set_committed_value(current, "status", "retired")
+    await session.execute(
+        update(table(ModelVersion))
+        .where(
+            and_(table(ModelVersion).c.id == row.id, table(ModelVersion).c.status == "candidate")
+        )
+        .values(status="active", promoted_at=at, promoted_by=who)
+    )
+    for name, value in (("status", "active"), ("promoted_at", at), ("promoted_by", who)):
+        set_committed_value(row, name, value)
+    await audit.record(
+        session,
+        actor,
+        "model.promote",
+        "ModelVersion",
+        row.id,
+        fields=["status"],
+        details={
+            "forced": bool(force and worse),
+            "previous": current.id if current else None,
+            METRIC: new,
+            f"previous_{METRIC}": old,
+        },
+    )
+    return Promotion(row, current, forced=bool(force and worse))
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4f}"
+
+
+# -- the refresh task ------------------------------------------------------------------------------
+
+TASK_KIND = "refresh_model"
+STALE_SECONDS = 2 * 3600  # a queued or running refresh older than this no longer blocks a new one
+
+
+async def request_training(session: AsyncSession, actor: Actor) -> tuple[TaskRun, bool]:
+    """The task a ``trainModel`` call runs: a refresh already queued or running (less than two
+    hours old) is returned as is (second value False); otherwise a new queued task."""
+    since = utcnow() - timedelta(seconds=STALE_SECONDS)
+    pending = (
+        await session.execute(
+            select(TaskRun)
+            .where(
+                col(TaskRun.kind) == TASK_KIND,
+                col(TaskRun.status).in_(("queued", "running")),
+                col(TaskRun.created_at) >= since,
+            )
+            .order_by(col(TaskRun.created_at).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if pending is not None:
+        return pending, False
+    task = TaskRun(
+        id=f"{TASK_KIND}:{uuid.uuid4().hex}",
+        kind=TASK_KIND,
+        status="queued",
+        params={"requested_by": f"{actor.client_id}:{actor.subject}"[:200]},
+    )
+    session.add(task)
+    await session.flush()
+    await audit.record(session, actor, "model.train_requested", "Task", task.id)
+    return task, True
+
+
+async def _set_task(db: Database, task_id: str, **values: Any) -> None:
+    async with db.unit_of_work() as session:
+        await session.execute(
+            update(table(TaskRun)).where(table(TaskRun).c.id == task_id).values(**values)
+        )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def run_refresh(
+    db: Database, settings: Settings, task_id: str, *, flush_seconds: float = 0.5
+) -> dict[str, Any]:
+    """Run (or create, for the schedule) the refresh task ``task_id``: progress is written to its
+    ``task_run`` row (``result.step`` names the step; ``done``/``total`` count within it), then
+    the outcome (``result.versionId`` and the metric, or ``error``)."""
+    async with db.unit_of_work() as session:
+        task = await session.get(TaskRun, task_id)
+        if task is None:
+            task = TaskRun(id=task_id, kind=TASK_KIND, params={"requested_by": "schedule"})
+            session.add(task)
+        elif task.status == "done":
+            return dict(task.result)
+        task.status, task.started_at, task.finished_at, task.error = "running", utcnow(), None, None
+    state: dict[str, Any] = {}
+    written: dict[str, Any] = {}
+
+    def tell(step: str, done: int, total: int) -> None:
+        state.update(step=step, done=done, total=total)
+
+    async def writer() -> None:
+        while True:
+            await asyncio.sleep(flush_seconds)
+            if state and state != written:
+                snapshot = dict(state)
+                await _set_task(
+                    db,
+                    task_id,
+                    done=snapshot["done"],
+                    total=snapshot["total"],
+                    result={"step": snapshot["step"]},
+                )
+                written.clear()
+                written.update(snapshot)
+
+    flusher = asyncio.create_task(writer())
+    try:
+        row = await train(db, settings, task_id=task_id, progress=tell)
+    except TrainingError as exc:
+        await _stop(flusher)
+        failed = {"step": "failed", "code": exc.errors[0].code}
+        await _set_task(
+            db, task_id, status="failed", error=str(exc), result=failed, finished_at=utcnow()
+        )
+        return {**failed, "error": str(exc)}  # an expected outcome, not a job to retry
+    except BaseException as exc:
+        await _stop(flusher)
+        await _set_task(
+            db,
+            task_id,
+            status="failed",
+            error=f"unexpected error: {exc!r}"[:2000],
+            result={"step": "failed"},
+            finished_at=utcnow(),
+        )
+        raise
+    await _stop(flusher)
+    result = {
+        "step": "done",
+        "versionId": row.id,
+        "status": row.status,
+        METRIC: (row.metrics or {}).get(METRIC),
+        "interactions": row.interactions,
+        "trainedSeconds": row.trained_seconds,
+    }
+    await _set_task(
+        db, task_id, status="done", result=result, done=1, total=1, finished_at=utcnow()
+    )
+    return result
