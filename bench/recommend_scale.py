@@ -1,0 +1,435 @@
+"""Recommendation training and top-50 precompute at scale (issue 6, Performance, first bullet).
+
+Generates 100,000 shoppers, 20,000 products and 5,000,000 interactions in memory (seeded; taste
+groups with a Zipf popularity skew inside each group and a share of globally popular items, time
+running forward per shopper, baskets per shopper and day, item text naming the group), builds the
+training set, then for each component of the default hybrid: fits it, and precomputes the top-50 of
+every shopper with :func:`recommend.precompute` in blocks of users (one score matrix per block).
+
+For every block the same dense score matrix is given to two top-k routines, in the same run:
+
+* plain: ``np.argpartition(scores, n - k, axis=1)[:, n - k:]`` and the ``k`` chosen ordered by
+  score (``np.argsort``) -- the least any ordered top-k list costs, with nothing excluded;
+* ours: ``exclude_seen`` (the shopper's training items set to -inf) + ``select_top`` (argpartition,
+  NaN guard, order by score then item index, int32 ids and float32 scores stored).
+
+``ratio`` = ours / plain over all blocks: the overhead of our precompute pipeline over a plain top-k
+of the same scores (issue target at most 1.3). Producing the scores (``score s``) is reported
+apart, and ``end-to-end`` = (score + ours) / (score + plain).
+
+Peak memory per component is the process's peak resident set (VmHWM, reset before each component
+through /proc/self/clear_refs), and the rise over the resident set before it started.
+
+EASE needs a dense ``n_items^2`` Gram matrix and its inverse: at 20,000 items 3.2 GB each in float64
+and about ``2 n^3`` flops. By default it is measured on the most popular 2,000 / 4,000 / 8,000 items
+and extrapolated (``--ease-sizes``); ``--components ease`` runs it at full size.
+
+    .venv/bin/python bench/recommend_scale.py [--quick] [--users N] [--items N]
+        [--interactions N] [--components a,b,...] [--k 50] [--ease-sizes 2000,4000,8000]
+        [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import scipy.sparse as sp
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from recommend.components import DEFAULT_ALGORITHMS, SpecError, make, split_specs
+from recommend.precompute import block_size, exclude_seen, select_top
+from recommend.protocol import TrainSet
+
+WORDS = (
+    "red blue green gold silver linen wooden ceramic glass paper vintage modern floral "
+    "striped kitchen garden candle lantern mug bag card frame clock cushion"
+).split()
+DAY = 86400.0
+FULL = {"users": 100_000, "items": 20_000, "interactions": 5_000_000}
+QUICK = {"users": 600, "items": 300, "interactions": 12_000}
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def _status(key: str) -> int:
+    """A VmXXX line of /proc/self/status in bytes (0 where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def generate(
+    users: int, items: int, interactions: int, *, groups: int = 50, seed: int = 0
+) -> TrainSet:
+    """A training set with the structure described in the module docstring, built directly from
+    integer arrays (user ``u000042`` is row 42, item ``42`` column 42)."""
+    rng = np.random.default_rng(seed)
+    item_group = rng.integers(0, groups, size=items)
+    zipf = 1.0 / np.arange(1, items + 1) ** 0.9
+    rng.shuffle(zipf)
+    # Sampling by group: items sorted by group, each group's cumulative weights run g .. g+1.
+    by_group = np.argsort(item_group, kind="stable")
+    g_sorted = item_group[by_group]
+    w = zipf[by_group]
+    totals = np.bincount(g_sorted, weights=w, minlength=groups)
+    cum = np.cumsum(w)
+    starts = np.concatenate(([0.0], np.cumsum(totals)[:-1]))
+    group_cdf = g_sorted + (cum - starts[g_sorted]) / np.where(totals > 0, totals, 1)[g_sorted]
+    glob_cdf = np.cumsum(zipf) / zipf.sum()
+    # Interactions per user: 10..90 (mean 50 at full size), adjusted to the exact total.
+    mean = interactions / users
+    counts = rng.integers(max(1, int(mean * 0.2)), int(mean * 1.8) + 1, size=users)
+    diff = interactions - int(counts.sum())
+    while diff:
+        step = np.sign(diff)
+        idx = rng.choice(users, size=min(abs(diff), users), replace=False)
+        idx = idx[counts[idx] + step >= 1]
+        counts[idx] += step
+        diff = interactions - int(counts.sum())
+    ev_user = np.repeat(np.arange(users, dtype=np.int64), counts)
+    user_group = rng.integers(0, groups, size=users)
+    loyal = rng.random(interactions) < 0.8
+    u01 = rng.random(interactions)
+    g = user_group[ev_user]
+    ev_item = np.empty(interactions, dtype=np.int64)
+    pos = np.searchsorted(group_cdf, g[loyal] + np.minimum(u01[loyal], 1 - 1e-12), side="right")
+    ev_item[loyal] = by_group[np.minimum(pos, items - 1)]
+    pos = np.searchsorted(glob_cdf, u01[~loyal], side="right")
+    ev_item[~loyal] = np.minimum(pos, items - 1)
+    # Time runs forward per user from a start in a 200-day window, gaps of ~2 days.
+    start = 1_700_000_000.0 + rng.uniform(0, 200, size=users) * DAY
+    gaps = rng.exponential(2.0, size=interactions) * DAY
+    csum = np.cumsum(gaps)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    ev_time = start[ev_user] + csum - (csum[first] - gaps[first])[ev_user]
+    ev_weight = np.ones(interactions)
+    return build(ev_user, ev_item, ev_time, ev_weight, users, items, item_group, rng)
+
+
+def build(
+    eu: np.ndarray,
+    ei: np.ndarray,
+    et: np.ndarray,
+    ew: np.ndarray,
+    n_users: int,
+    n_items: int,
+    item_group: np.ndarray,
+    rng: np.random.Generator,
+) -> TrainSet:
+    """What :func:`recommend.protocol.build` makes, from integer codes (no string ids to sort)."""
+    shape = (n_users, n_items)
+    m = sp.csr_matrix((ew.astype(np.float32), (eu, ei)), shape=shape, dtype=np.float32)
+    m.sum_duplicates()
+    order = np.lexsort((et, ei, eu))
+    lu, li, lt = eu[order], ei[order], et[order]
+    last = np.ones(len(lu), dtype=bool)
+    last[:-1] = (lu[1:] != lu[:-1]) | (li[1:] != li[:-1])
+    last_time = sp.csr_matrix((lt[last], (lu[last], li[last])), shape=shape, dtype=np.float64)
+    day = ((et - et.min()) // DAY).astype(np.int64)
+    _, basket = np.unique(eu * (int(day.max()) + 1) + day, return_inverse=True)
+    baskets = sp.csr_matrix(
+        (np.ones(len(basket), np.float32), (basket.ravel(), ei)),
+        shape=(int(basket.max()) + 1, n_items),
+    )
+    baskets.sum_duplicates()
+    baskets.data[:] = 1.0
+    words = len(WORDS)
+    text = [
+        f"{WORDS[gr % words]} {WORDS[(gr * 7 + 3) % words]} tag{gr} "
+        f"{WORDS[int(rng.integers(0, words))]}"
+        for gr in item_group.tolist()
+    ]
+    users = np.array([f"u{u:06d}" for u in range(n_users)], dtype=object)
+    items = np.array([str(i) for i in range(n_items)], dtype=object)
+    return TrainSet(
+        users,
+        items,
+        m,
+        None,
+        eu,
+        ei,
+        et,
+        ew,
+        last_time,
+        baskets,
+        text,
+        [f"c{gr}" for gr in item_group.tolist()],
+        float(et.max()),
+        {u: i for i, u in enumerate(users.tolist())},
+        {it: i for i, it in enumerate(items.tolist())},
+    )
+
+
+# --- measurement -------------------------------------------------------------------------------
+
+
+def plain_top(scores: np.ndarray, k: int) -> np.ndarray:
+    """The baseline: argpartition and the k chosen ordered by score; nothing excluded."""
+    n = scores.shape[1]
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
+    vals = np.take_along_axis(scores, part, axis=1)
+    return np.take_along_axis(part, np.argsort(-vals, axis=1), axis=1)
+
+
+def measure(
+    spec: str, train: TrainSet, k: int, progress: Progress | None, batch: int | None = None
+) -> dict[str, Any]:
+    gc.collect()
+    has_peak = reset_peak()
+    rss0 = _status("VmRSS")
+    comp = make(spec)
+    t0 = time.perf_counter()
+    comp.fit(train)
+    fit_s = time.perf_counter() - t0
+    fit_peak = _status("VmHWM") if has_peak else 0
+    seen = train.binary()
+    n_users, n_items = train.n_users, train.n_items
+    size = batch or block_size(n_items)
+    kk = min(k, n_items)
+    ids_out = np.empty((n_users, kk), np.int32)
+    vals_out = np.empty((n_users, kk), np.float32)
+    t_score = t_plain = t_ours = 0.0
+    task = progress.add_task(f"{spec} top-{k}", total=n_users) if progress else None
+    for a in range(0, n_users, size):
+        block = np.arange(a, min(n_users, a + size))
+        t1 = time.perf_counter()
+        s = np.asarray(comp.scores(block))
+        t2 = time.perf_counter()
+        plain_top(s, kk)
+        t3 = time.perf_counter()
+        exclude_seen(s, seen[block])
+        ids, vals = select_top(s, kk)
+        ids_out[block] = ids
+        vals_out[block] = vals
+        t4 = time.perf_counter()
+        t_score += t2 - t1
+        t_plain += t3 - t2
+        t_ours += t4 - t3
+        del s
+        if progress is not None and task is not None:
+            progress.update(task, advance=len(block))
+    if progress is not None and task is not None:
+        progress.remove_task(task)
+    peak = _status("VmHWM") if has_peak else 0
+    filled = float((ids_out >= 0).mean()) if ids_out.size else 0.0
+    # Sanity: no list holds a seen item.
+    r = ids_out[: min(n_users, 200)]
+    bad = sum(len(np.intersect1d(r[u][r[u] >= 0], seen[u].indices)) for u in range(len(r)))
+    del comp
+    gc.collect()
+    return {
+        "component": spec,
+        "fit_s": round(fit_s, 2),
+        "score_s": round(t_score, 2),
+        "plain_topk_s": round(t_plain, 2),
+        "precompute_topk_s": round(t_ours, 2),
+        "ratio": round(t_ours / t_plain, 3) if t_plain > 0 else None,
+        "end_to_end_ratio": round((t_score + t_ours) / (t_score + t_plain), 3)
+        if t_score + t_plain > 0
+        else None,
+        "total_s": round(fit_s + t_score + t_ours, 2),
+        "peak_rss_mb": round(peak / 2**20) if peak else None,
+        "fit_peak_rss_mb": round(fit_peak / 2**20) if fit_peak else None,
+        "rise_mb": round((peak - rss0) / 2**20) if peak else None,
+        "lists_mb": round((ids_out.nbytes + vals_out.nbytes) / 2**20, 1),
+        "filled": round(filled, 4),
+        "seen_in_lists": bad,
+        "block_users": size,
+    }
+
+
+def ease_probe(train: TrainSet, sizes: list[int], full_items: int) -> dict[str, Any]:
+    """EASE fit (Gram + dense inverse) on the most popular ``n`` items for each size, and its
+    cubic extrapolation to ``full_items``."""
+    pop = np.asarray(train.binary().sum(axis=0)).ravel()
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        if n > train.n_items:
+            continue
+        cols = np.sort(np.argsort(-pop, kind="stable")[:n])
+        sub = dataclasses.replace(
+            train, matrix=train.matrix[:, cols].tocsr(), items=train.items[cols]
+        )
+        gc.collect()
+        has_peak = reset_peak()
+        rss0 = _status("VmRSS")
+        comp = make("ease")
+        t0 = time.perf_counter()
+        comp.fit(sub)
+        fit_s = time.perf_counter() - t0
+        peak = _status("VmHWM") if has_peak else 0
+        rows.append(
+            {
+                "items": n,
+                "fit_s": round(fit_s, 2),
+                "rise_mb": round((peak - rss0) / 2**20) if peak else None,
+            }
+        )
+        log(f"ease probe {n} items: fit {fit_s:.1f} s")
+        del comp, sub
+    out: dict[str, Any] = {"sizes": rows}
+    if rows:
+        big = rows[-1]
+        f = (full_items / big["items"]) ** 3
+        out["extrapolated_fit_s"] = round(big["fit_s"] * f)
+        out["dense_gram_gb"] = round(full_items**2 * 8 / 1e9, 2)
+        # Gram (inverted in place), B in float64, B in float32.
+        out["extrapolated_peak_gb"] = round(full_items**2 * (8 + 8 + 4) / 1e9, 1)
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| component | fit s | score s | plain top-k s | our top-k s | ratio | end-to-end | "
+        "peak RSS MB | rise MB |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['component']} | {r['fit_s']:.1f} | {r['score_s']:.1f} | "
+            f"{r['plain_topk_s']:.1f} | {r['precompute_topk_s']:.1f} | {r['ratio']} | "
+            f"{r['end_to_end_ratio']} | {r['peak_rss_mb']} | {r['rise_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (CI: seconds)")
+    ap.add_argument("--users", type=int)
+    ap.add_argument("--items", type=int)
+    ap.add_argument("--interactions", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--batch", type=int, help="users per score block (default: 80 MB of scores)")
+    ap.add_argument(
+        "--components",
+        help="comma-separated specs (default: the default hybrid's components; EASE only as the "
+        "probe unless named here)",
+    )
+    ap.add_argument("--ease-sizes", default=None, help="item counts for the EASE probe ('' = none)")
+    ap.add_argument("--json", type=Path, help="write the results as JSON")
+    args = ap.parse_args(argv)
+    size = dict(QUICK if args.quick else FULL)
+    for key in size:
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    if min(size.values()) < 1 or size["interactions"] < size["users"] or args.k < 1:
+        ap.error("sizes and --k must be positive, interactions at least users")
+    if args.components:
+        try:
+            specs = split_specs(args.components)
+        except SpecError as exc:
+            ap.error(str(exc))
+    else:
+        specs = [a for a in DEFAULT_ALGORITHMS if a != "ease"]
+    for s in specs:
+        try:
+            make(s)  # a bad spec fails before the data is built
+        except SpecError as exc:
+            ap.error(str(exc))
+    if args.ease_sizes is None:
+        ease_sizes = [100, 200] if args.quick else [2000, 4000, 8000]
+    else:
+        try:
+            ease_sizes = [int(x) for x in args.ease_sizes.split(",") if x.strip()]
+        except ValueError:
+            ap.error("--ease-sizes: comma-separated item counts")
+        if any(n < 2 for n in ease_sizes):
+            ap.error("--ease-sizes: item counts of at least 2")
+
+    log(
+        f"generating {size['users']:,} users, {size['items']:,} items, "
+        f"{size['interactions']:,} interactions"
+    )
+    t0 = time.perf_counter()
+    train = generate(size["users"], size["items"], size["interactions"], seed=args.seed)
+    train.binary()
+    gen_s = time.perf_counter() - t0
+    log(
+        f"data ready in {gen_s:.1f} s: {train.matrix.nnz:,} distinct pairs, "
+        f"{train.baskets.shape[0]:,} baskets, RSS {_status('VmRSS') / 2**20:.0f} MB"
+    )
+    rows: list[dict[str, Any]] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as progress:
+        for spec in specs:
+            log(f"{spec}: fit and top-{args.k} for {train.n_users:,} users")
+            row = measure(spec, train, args.k, progress, args.batch)
+            log(
+                f"{spec}: fit {row['fit_s']} s, score {row['score_s']} s, top-k ours "
+                f"{row['precompute_topk_s']} s / plain {row['plain_topk_s']} s = ratio "
+                f"{row['ratio']}, peak RSS {row['peak_rss_mb']} MB"
+            )
+            rows.append(row)
+    ease = ease_probe(train, ease_sizes, size["items"]) if ease_sizes else None
+    print(table(rows))
+    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+    if ratios:
+        print(
+            f"\nratio (our top-k / plain argpartition top-k, same scores): "
+            f"min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.3: "
+            f"{'met' if max(ratios) <= 1.3 else 'NOT met'}"
+        )
+    if ease:
+        print(f"\nEASE probe: {json.dumps(ease)}")
+    if any(r["seen_in_lists"] for r in rows):
+        print("ERROR: a precomputed list holds a seen item", file=sys.stderr)
+        return 1
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "size": size,
+                    "distinct_pairs": int(train.matrix.nnz),
+                    "generate_s": round(gen_s, 2),
+                    "k": args.k,
+                    "results": rows,
+                    "ease_probe": ease,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
