@@ -42,6 +42,8 @@ from api.orders.mutations import OrderMutations
 from api.orders.queries import OrderQueries
 from api.privacy.mutations import PrivacyMutations
 from api.privacy.queries import PrivacyQueries
+from api.recommend.mutations import RecommendMutations
+from api.recommend.queries import RecommendQueries
 from api.relay import Node
 from api.scalars import OVERRIDES as SCALAR_OVERRIDES
 from api.segments.mutations import SegmentMutations
@@ -249,6 +251,7 @@ Query = merge_types(
         EventQueries,
         OrderQueries,
         SegmentQueries,
+        RecommendQueries,
     ),
 )
 Mutation = merge_types(
@@ -262,6 +265,7 @@ Mutation = merge_types(
         EventMutations,
         OrderMutations,
         SegmentMutations,
+        RecommendMutations,
     ),
 )
 

@@ -460,7 +460,9 @@ TASK_KIND = "refresh_model"
 STALE_SECONDS = 2 * 3600  # a queued or running refresh older than this no longer blocks a new one
 
 
-async def request_training(session: AsyncSession, actor: Actor) -> tuple[TaskRun, bool]:
+async def request_training(
+    session: AsyncSession, actor: Actor, *, reason: str | None = None
+) -> tuple[TaskRun, bool]:
     """The task a ``trainModel`` call runs: a refresh already queued or running (less than two
     hours old) is returned as is (second value False); otherwise a new queued task."""
     since = utcnow() - timedelta(seconds=STALE_SECONDS)
@@ -482,11 +484,13 @@ async def request_training(session: AsyncSession, actor: Actor) -> tuple[TaskRun
         id=f"{TASK_KIND}:{uuid.uuid4().hex}",
         kind=TASK_KIND,
         status="queued",
-        params={"requested_by": f"{actor.client_id}:{actor.subject}"[:200]},
+        params={"requested_by": f"{actor.client_id}:{actor.subject}"[:200], "reason": reason},
     )
     session.add(task)
     await session.flush()
-    await audit.record(session, actor, "model.train_requested", "Task", task.id)
+    await audit.record(
+        session, actor, "model.train_requested", "Task", task.id, details={"reason": reason}
+    )
     return task, True
 
 

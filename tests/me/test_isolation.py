@@ -57,6 +57,7 @@ FORBIDDEN_QUERIES: dict[str, str] = {
     "previewSegment": "segments are marketing's view of shoppers: segments:read",
     "segment": "segments:read (a shopper does not see its own segments, not even through me)",
     "segments": "segments:read",
+    "recommendationModels": "model versions and metrics are an operator's view: models:write",
 }
 FORBIDDEN_MUTATIONS: dict[str, str] = {
     "upsertUsers": "creates and changes shoppers: users:write",
@@ -80,6 +81,8 @@ FORBIDDEN_MUTATIONS: dict[str, str] = {
     "removeUsersFromSegment": "names shoppers: segments:write",
     "importSegmentUsers": "names shoppers: segments:write",
     "refreshSegment": "segments:write",
+    "trainModel": "models:write",
+    "promoteModel": "models:write",
 }
 # Root fields a shopper token may use, and how they stay on the token's own customer.
 SHOPPER_QUERIES: dict[str, str] = {

@@ -1,0 +1,1 @@
+"""Recommendation model versions: trainModel, recommendationModels, promoteModel."""
