@@ -54,7 +54,7 @@ Progress = Callable[[str, int, int], None]
 
 
 class TrainingError(DomainError):
-    """Training could not produce a candidate (codes EMPTY_DATA, TOO_SMALL)."""
+    """Training could not produce a candidate (codes EMPTY_DATA, TOO_SMALL, INVALID_CONFIG)."""
 
 
 def _training_error(code: str, message: str) -> TrainingError:
@@ -265,11 +265,19 @@ async def train(
 ) -> ModelVersion:
     """Build the data set, train, evaluate and store a candidate version (see module docstring).
     Raises :class:`TrainingError` after storing a ``failed`` version when the data cannot do."""
+    from recommend.components import SpecError, make
     from recommend.data import WeightSettings, from_events
     from recommend.evaluate import EvaluationError
 
     tell = progress or (lambda step, done, total: None)
-    specs = algorithms(settings)
+    try:
+        specs = algorithms(settings)
+        for spec in specs:
+            make(spec)
+    except SpecError as exc:
+        err = _training_error("INVALID_CONFIG", f"PRECIS_RECOMMEND_ALGORITHMS: {exc}")
+        await _failed(db, [settings.recommend_algorithms], err, task_id, {})
+        raise err from exc
     now = now or utcnow()
     tell("reading interactions", 0, 1)
     async with db.read_only() as session:

@@ -223,3 +223,43 @@ def test_scheduled_daily_at_two() -> None:
     (s,) = [s for s in SCHEDULES if s.task == "refresh_model"]
     assert (s.hour, s.minute) == (2, 0)
     assert refresh_model in TASKS
+
+
+async def test_bad_algorithm_setting_is_a_typed_failure(db: Database, settings: Settings) -> None:
+    await seed(db, users=10, items=10, orders=False)
+    with pytest.raises(service.TrainingError) as caught:
+        await service.train(db, fast(settings, recommend_algorithms="popularity,nosuch"))
+    assert caught.value.errors[0].code == "INVALID_CONFIG"
+    assert "nosuch" in caught.value.errors[0].message
+    assert [s for _, s in await versions(db)] == ["failed"]
+
+
+async def test_a_crash_during_training_writes_no_version_and_the_active_one_stays(
+    db: Database, settings: Settings
+) -> None:
+    import asyncio
+
+    # Given an active version
+    await seed(db)
+    s = fast(settings)
+    first = await service.train(db, s)
+    await promote(db, s, first.id or 0)
+    # When the worker dies while the next refresh is fitting (its coroutine is cancelled)
+    run = asyncio.create_task(service.run_refresh(db, s, "refresh_model:crash", flush_seconds=0.05))
+    for _ in range(400):
+        await asyncio.sleep(0.01)
+        async with db.read_only() as session:
+            task = await session.get(TaskRun, "refresh_model:crash")
+            step = (task.result or {}).get("step", "") if task else ""
+        if step and step != "reading interactions":
+            break
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0.5)  # the fitting thread finishes on its own; it writes nothing
+    # Then no new version, the active one unchanged, and the task says it failed
+    assert await versions(db) == [(first.id, "active")]
+    async with db.read_only() as session:
+        task = await session.get(TaskRun, "refresh_model:crash")
+        assert task is not None and task.status == "failed"
+        assert "CancelledError" in (task.error or "")
