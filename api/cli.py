@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import api.recommend.cli  # noqa: F401  (adds train, models and promote to recommend_app)
 from api.privacy.cli import privacy_app
 from api.segments_cli import segments_app
 from domain.audit import service as audit
