@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.types import Info
 
 from api.auth.permissions import RequireScopes
@@ -22,6 +21,11 @@ PromoteModelError, PromoteModelErrorCode = error_type(
 )
 
 
+TrainModelError, TrainModelErrorCode = error_type(
+    "TrainModel", ["INVALID", "TOO_LONG"], "Why trainModel was refused; nothing was queued."
+)
+
+
 @strawberry.input(description="The job trains the configured hybrid (PRECIS_RECOMMEND_ALGORITHMS).")
 class TrainModelInput:
     reason: str | None = strawberry.field(
@@ -31,13 +35,14 @@ class TrainModelInput:
 
 @strawberry.type
 class TrainModelPayload:
-    task: Task = strawberry.field(
+    task: Task | None = strawberry.field(
         description="Poll it with `task(id)` (jobs:read): result.step, done/total, then "
         "result.versionId, or status failed with the error."
     )
     queued: bool = strawberry.field(
         description="False when a refresh was already queued or running: that task is returned."
     )
+    errors: list[TrainModelError]  # type: ignore[valid-type]
 
 
 @strawberry.input
@@ -71,13 +76,16 @@ class RecommendMutations:
         ctx = info.context
         reason = input.reason if input is not None else None
         if reason is not None and len(reason) > 500:
-            raise GraphQLError(
-                "reason is at most 500 characters", extensions={"code": "BAD_USER_INPUT"}
+            error = TrainModelError(
+                code=TrainModelErrorCode["TOO_LONG"],
+                field=["input", "reason"],
+                message="reason is at most 500 characters",
             )
+            return TrainModelPayload(task=None, queued=False, errors=[error])
         task, queued = await service.request_training(ctx.session, ctx.actor, reason=reason)
         if queued:
             ctx.jobs.add("refresh_model", task.id, job_id=task.id)
-        return TrainModelPayload(task=task, queued=queued)  # type: ignore[arg-type]
+        return TrainModelPayload(task=task, queued=queued, errors=[])  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[RequireScopes("models:write")],

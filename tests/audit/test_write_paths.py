@@ -184,6 +184,18 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
         {},
         "segment.archive",
     ),
+    "trainModel": (
+        "models:write",
+        "mutation { trainModel(input: {}) { errors { code } } }",
+        {},
+        "model.train_requested",
+    ),
+    "promoteModel": (  # the candidate made in test_every_write_path_records_audit_entries
+        "models:write",
+        'mutation { promoteModel(input: {versionId: "TW9kZWxWZXJzaW9uOjE"}) { errors { code } } }',
+        {},
+        "model.promote",
+    ),
     # last: it removes c-1
     "eraseUser": (
         "privacy:manage",
@@ -238,6 +250,10 @@ async def last_id(api: Api) -> int:
 
 async def test_every_write_path_records_audit_entries(api: Api) -> None:
     await make_customers(api, "c-1", "c-2")
+    from domain.recommend.models import ModelVersion
+
+    async with api.db.unit_of_work() as session:
+        session.add(ModelVersion(algorithm="popularity", metrics={"ndcg@10": 0.1}))
     for name, (scopes, document, variables, action) in CASES.items():
         before = await last_id(api)
         body = await api.gql(document, variables, scopes=scopes)

@@ -23,7 +23,7 @@ from tests.recommend.models_world import fast, seed
 OPS = "models:write jobs:read"
 
 TRAIN = """mutation($input: TrainModelInput) {
-  trainModel(input: $input) { queued task { id kind status } }
+  trainModel(input: $input) { queued task { id kind status } errors { code field message } }
 }"""
 TASK = "query($id: ID!) { task(id: $id) { status done total result error } }"
 LIST = """query($status: ModelStatus, $first: Int! = 20, $after: String) {
@@ -169,6 +169,15 @@ async def test_a_second_train_model_while_one_is_queued_returns_it(api: Api, db:
     second = body["data"]["trainModel"]
     assert second["queued"] is False and second["task"]["id"] == first["task"]["id"]
     await api.app.state.services.queue.drain()
+
+
+async def test_a_too_long_reason_is_refused_and_queues_nothing(api: Api, db: Database) -> None:
+    body = await api.gql(TRAIN, {"input": {"reason": "x" * 501}}, scopes=OPS)
+    out = body["data"]["trainModel"]
+    assert out["task"] is None and out["queued"] is False
+    assert [(e["code"], e["field"]) for e in out["errors"]] == [("TOO_LONG", ["input", "reason"])]
+    async with db.read_only() as session:
+        assert (await session.execute(select(table(TaskRun).c.id))).all() == []
 
 
 async def test_shopper_tokens_and_missing_scopes_are_denied(api: Api, db: Database) -> None:
