@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -49,6 +49,7 @@ PERSONALIZATION = "personalization"
 EVENT_KINDS = ("view", "favorite", "add_to_cart", "purchase", "review")
 METRIC = "ndcg@10"
 K = 10
+READ_TIMEOUT = "30min"
 
 Progress = Callable[[str, int, int], None]
 
@@ -281,10 +282,14 @@ async def train(
     now = now or utcnow()
     tell("reading interactions", 0, 1)
     async with db.read_only() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # Reading every interaction can outlast the API's statement timeout on a big store.
+            await session.execute(text(f"SET LOCAL statement_timeout = '{READ_TIMEOUT}'"))
         rows = await interaction_rows(session, settings)
-        text, category = await item_texts(session)
+        texts, category = await item_texts(session)
     data = from_events(rows, now=now, settings=WeightSettings())
-    data.item_text = {k: v for k, v in text.items() if k in set(data.frame["item"])}
+    seen = set(data.frame["item"])
+    data.item_text = {k: v for k, v in texts.items() if k in seen}
     data.item_category = category
     data.source = "database"
     counts: dict[str, Any] = {
