@@ -195,3 +195,24 @@ async def test_shopper_tokens_and_missing_scopes_are_denied(api: Api, db: Databa
     assert await statuses(db) == []
     async with db.read_only() as session:
         assert (await session.execute(select(table(TaskRun).c.id))).all() == []
+
+
+async def test_train_model_on_a_real_arq_worker(
+    db: Database, settings: Settings, redis_url: str, queue_name: str
+) -> None:
+    from tests.conftest import serve
+    from tests.jobs.test_worker import run_worker
+
+    await seed(db)
+    async with serve(settings, redis_url=redis_url, queue_name=queue_name) as client:
+        api = Api(client, db, None)
+        body = await api.gql(TRAIN, {"input": {}}, scopes=OPS)
+        task_id = body["data"]["trainModel"]["task"]["id"]
+        # Queued on Redis: nothing ran in the API process
+        assert await statuses(db) == []
+        worker = await run_worker(db, redis_url, queue_name, settings)
+        assert worker.jobs_complete == 1
+        body = await api.gql(TASK, {"id": task_id}, scopes=OPS)
+        task = body["data"]["task"]
+        assert task["status"] == "done" and task["result"]["step"] == "done"
+    assert await statuses(db) == [(task["result"]["versionId"], "candidate")]
