@@ -15,9 +15,9 @@ from domain.recommend import service
 
 PromoteModelError, PromoteModelErrorCode = error_type(
     "PromoteModel",
-    ["INVALID", "INVALID_VALUE", "NOT_FOUND", "NOT_CANDIDATE", "WORSE_THAN_ACTIVE"],
+    ["INVALID", "INVALID_VALUE", "NOT_FOUND", "NOT_CANDIDATE", "WORSE_THAN_ACTIVE", "CONFLICT"],
     "Why promoteModel was refused (WORSE_THAN_ACTIVE names both NDCG@10 figures and the "
-    "tolerance); nothing changed.",
+    "tolerance; CONFLICT: another promotion won a race); nothing changed.",
 )
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -437,13 +438,23 @@ async def promote(
             .values(status="retired")
         )
         set_committed_value(current, "status", "retired")
-    await session.execute(
-        update(table(ModelVersion))
-        .where(
-            and_(table(ModelVersion).c.id == row.id, table(ModelVersion).c.status == "candidate")
-        )
-        .values(status="active", promoted_at=at, promoted_by=who)
-    )
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                update(table(ModelVersion))
+                .where(
+                    and_(
+                        table(ModelVersion).c.id == row.id,
+                        table(ModelVersion).c.status == "candidate",
+                    )
+                )
+                .values(status="active", promoted_at=at, promoted_by=who)
+            )
+    except IntegrityError as exc:
+        # Another promotion made a version active meanwhile (the partial unique index).
+        raise DomainError.one(
+            "CONFLICT", "another version was promoted at the same time; try again", *path
+        ) from exc
     for name, value in (("status", "active"), ("promoted_at", at), ("promoted_by", who)):
         set_committed_value(row, name, value)
     await audit.record(

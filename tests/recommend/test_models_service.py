@@ -263,3 +263,31 @@ async def test_a_crash_during_training_writes_no_version_and_the_active_one_stay
         task = await session.get(TaskRun, "refresh_model:crash")
         assert task is not None and task.status == "failed"
         assert "CancelledError" in (task.error or "")
+
+
+async def test_two_promotions_at_once_one_wins_the_other_conflicts(
+    db: Database, settings: Settings, backend: str
+) -> None:
+    import asyncio
+
+    if backend != "postgres":
+        pytest.skip("SQLite runs one writer at a time: promotions cannot overlap")
+    await seed(db, users=30, items=20, orders=False)
+    s = fast(settings)
+    a = await service.train(db, s)
+    b = await service.train(db, s)
+    async with db.unit_of_work() as first:
+        await service.promote(first, ADMIN, s, a.id or 0)
+
+        async def second() -> str:
+            try:
+                await promote(db, s, b.id or 0)
+            except DomainError as exc:
+                return exc.errors[0].code
+            return "promoted"
+
+        racing = asyncio.create_task(second())
+        await asyncio.sleep(0.3)  # the second waits on the first's uncommitted active row
+        assert not racing.done()
+    assert await racing == "CONFLICT"
+    assert sorted(await versions(db)) == [(a.id, "active"), (b.id, "candidate")]
