@@ -244,25 +244,40 @@ async def test_a_crash_during_training_writes_no_version_and_the_active_one_stay
     s = fast(settings)
     first = await service.train(db, s)
     await promote(db, s, first.id or 0)
-    # When the worker dies while the next refresh is fitting (its coroutine is cancelled)
-    run = asyncio.create_task(service.run_refresh(db, s, "refresh_model:crash", flush_seconds=0.05))
-    for _ in range(400):
+    # When the worker dies while the next training is fitting (its coroutine is cancelled from
+    # the fitting thread's own progress report, so the cancellation lands mid-fit)
+    loop = asyncio.get_running_loop()
+    steps: list[str] = []
+
+    def tell(step: str, done: int, total: int) -> None:
+        steps.append(step)
+        if step.startswith("training: ") and len([x for x in steps if x == step]) == 1:
+            loop.call_soon_threadsafe(run.cancel)
+
+    run = asyncio.create_task(service.train(db, s, progress=tell))
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert any(x.startswith("training: ") for x in steps)
+    await asyncio.sleep(1.0)  # the fitting thread finishes on its own; it writes nothing
+    # Then no new version and the active one unchanged
+    assert await versions(db) == [(first.id, "active")]
+    # And a refresh task cancelled while it runs is marked failed
+    job = asyncio.create_task(service.run_refresh(db, s, "refresh_model:crash"))
+    for _ in range(500):
         await asyncio.sleep(0.01)
         async with db.read_only() as session:
             task = await session.get(TaskRun, "refresh_model:crash")
-            step = (task.result or {}).get("step", "") if task else ""
-        if step and step != "reading interactions":
+        if task is not None and task.status == "running":
             break
-    run.cancel()
+    job.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await run
-    await asyncio.sleep(0.5)  # the fitting thread finishes on its own; it writes nothing
-    # Then no new version, the active one unchanged, and the task says it failed
-    assert await versions(db) == [(first.id, "active")]
+        await job
     async with db.read_only() as session:
         task = await session.get(TaskRun, "refresh_model:crash")
         assert task is not None and task.status == "failed"
         assert "CancelledError" in (task.error or "")
+    await asyncio.sleep(1.0)
+    assert await versions(db) == [(first.id, "active")]
 
 
 async def test_two_promotions_at_once_one_wins_the_other_conflicts(
