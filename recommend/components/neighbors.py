@@ -7,6 +7,7 @@ from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recommend.components.base import Component, prune_top
 from recommend.protocol import TrainSet
@@ -68,7 +69,11 @@ class EASE(Component):
         x = train.binary()
         g = (x.T @ x).toarray().astype(np.float64)
         g[np.diag_indices_from(g)] += float(self.params["l2"])
-        p = la.inv(g, overwrite_a=True, check_finite=False)
+        # One BLAS thread: multi-threaded OpenBLAS crashed (SIGSEGV) inverting the 20,000 x 20,000
+        # Gram matrix on this 2-core machine (docs/benchmarks.md, training at scale); ALS and BPR
+        # are pinned the same way.
+        with threadpool_limits(1, "blas"):
+            p = la.inv(g, overwrite_a=True, check_finite=False)
         b = p / (-np.diag(p))
         b[np.diag_indices_from(b)] = 0.0
         self.b = b.astype(np.float32)
