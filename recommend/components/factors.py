@@ -42,6 +42,9 @@ class _Implicit(Component):
         self._fitted()
         return self.user_factors[users] @ self.item_factors.T
 
+    def tune_grid(self) -> dict[str, list[float]]:
+        return {"factors": [16, 32, 64, 128]}
+
 
 class ALS(_Implicit):
     """Weighted ALS (Hu, Koren, Volinsky 2008), ``implicit.cpu.als``."""
@@ -63,9 +66,6 @@ class ALS(_Implicit):
             iterations=iterations,
             seed=seed,
         )
-
-    def tune_grid(self) -> dict[str, list[float]]:
-        return {"factors": [16, 32, 64, 128]}
 
     def _make(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -101,9 +101,6 @@ class BPR(_Implicit):
             iterations=iterations,
             seed=seed,
         )
-
-    def tune_grid(self) -> dict[str, list[float]]:
-        return {"factors": [16, 32, 64, 128]}
 
     def _make(self) -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
