@@ -11,7 +11,7 @@ from domain.events.models import Event, EventDaily, IdentityLink
 from domain.orders.models import Order, OrderLine
 from domain.privacy.models import DataExport, PrivacyRequest
 from domain.profiles.models import CustomerProfile
-from domain.recommend.models import ModelVersion
+from domain.recommend.models import Experiment, ModelVersion, RecommendationImpression
 from domain.segments.models import Segment, SegmentMember, SegmentTransition, SegmentVersion
 from domain.tasks.models import TaskRun
 from domain.users.models import Customer, CustomerTag
@@ -29,6 +29,7 @@ __all__ = [
     "Device",
     "Event",
     "EventDaily",
+    "Experiment",
     "IdentityLink",
     "ModelVersion",
     "OAuthClient",
@@ -37,6 +38,7 @@ __all__ = [
     "PrivacyRequest",
     "Product",
     "ProductTag",
+    "RecommendationImpression",
     "RevokedToken",
     "Segment",
     "SegmentMember",

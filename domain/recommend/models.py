@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, LargeBinary, text
+from sqlalchemy import Column, ForeignKey, Index, LargeBinary, String, text
 from sqlmodel import Field, SQLModel
 
 from domain.columns import BigId, JsonDoc, UTCDateTime, utcnow
@@ -49,3 +49,61 @@ class ModelVersion(SQLModel, table=True):
     trained_seconds: float | None = Field(default=None)
     promoted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     promoted_by: str | None = Field(default=None, max_length=200)
+    # What API processes load to serve (recommend.serving.Bundle, no pickle): precomputed top-N
+    # lists, item neighbour lists, trending, session similarity; small next to ``artifact``.
+    serving: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    serving_sha256: str | None = Field(default=None, max_length=64)
+
+
+class RecommendationImpression(SQLModel, table=True):
+    """One answer served (its id is the ``recommendationId`` events carry for attribution)."""
+
+    __tablename__ = "recommendation_impression"
+    __table_args__ = (
+        Index("ix_recommendation_impression_experiment_id", "experiment_id", "served_at"),
+        Index("ix_recommendation_impression_served_at", "served_at"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    served_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Erasure sets it to null (the count stays, the person goes).
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigId, ForeignKey("customer.id", ondelete="SET NULL"), index=True),
+    )
+    anonymous_id: str | None = Field(default=None, max_length=128)
+    surface: str = Field(max_length=32)  # recommendations, similar, together, trending
+    scenario: str | None = Field(default=None, max_length=16)
+    model_version_id: int | None = Field(default=None, sa_type=BigId)
+    experiment_id: int | None = Field(default=None, sa_type=BigId)
+    personal: bool = Field(default=False)
+    fallback: str | None = Field(default=None, max_length=32)  # why not personal
+    product_ids: list[int] = Field(default_factory=list, sa_type=JsonDoc, nullable=False)
+
+
+EXPERIMENT_STATUSES = ("running", "stopped")
+
+
+class Experiment(SQLModel, table=True):
+    """An online A/B test: traffic split between model versions by a stable hash of the shopper.
+    At most one runs at a time (partial unique index)."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (
+        Index(
+            "uq_experiment_one_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    name: str = Field(max_length=200)
+    status: str = Field(default="running", max_length=16)
+    # [{"version_id": int, "weight": float}], weights summing to 1
+    arms: list[dict[str, Any]] = Field(default_factory=list, sa_type=JsonDoc, nullable=False)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_by: str | None = Field(default=None, max_length=200)

@@ -353,7 +353,10 @@ async def train(
 
 
 def _listing() -> Any:
-    return select(ModelVersion).options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
+    return select(ModelVersion).options(
+        defer(ModelVersion.artifact),  # type: ignore[arg-type]
+        defer(ModelVersion.serving),  # type: ignore[arg-type]
+    )
 
 
 async def list_versions(
