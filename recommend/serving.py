@@ -30,15 +30,36 @@ Request time (pure numpy, no I/O, thread-safe, typically well under a millisecon
 ``Bundle.trending_items`` and ``Bundle.similar_to_text``, all taking a :class:`View` with the
 live catalogue facts (aligned with ``Bundle.items``), so business rules and filters are applied
 to every list whichever component produced it, and diversity caps are enforced.
+
+How the bundle is made (details the contract leaves open):
+
+* ``user_top`` scores are the HOME blend divided by the user's best score (so the best is 1, all in
+  [0, 1]); empty slots (a user who saw almost everything) hold item -1 and score 0.
+* ``similar`` is ``Hybrid._item_blend`` of one item in blocks of items: item-kNN similarity (the
+  hybrid's item-kNN or session component, else :meth:`Hybrid.item_similarity`), bought-together lift
+  and TF-IDF cosine, each min-max normalised per row and blended with ``hybrid.weights["PRODUCT"]``;
+  a part the hybrid lacks (no ``together`` or ``content`` component) is fitted on the training set
+  for the bundle (both take well under a second at 20,000 products). The item itself is left out,
+  and so are zero scores. ``together`` holds raw lift, ``content`` raw cosine.
+* ``trending`` is the hybrid's trending heat (or a 14-day half-life one fitted for the bundle),
+  ``popular`` the distinct training users per item; ``trending_order`` sorts by heat, then
+  popularity, then item id (so it is also the popular order where nothing trends).
+* Requests only read the bundle (no caches filled lazily), so one bundle serves every thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import io
+import json
+import math
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
 if TYPE_CHECKING:
     from recommend.hybrid import Hybrid
@@ -54,6 +75,32 @@ REASONS = (
     "popular",  # popular overall / in category
     "content",  # similar text to source
 )
+
+# --- request-time constants ----------------------------------------------------------------------
+# Session signal: a recent event of the visit counts
+# ``KIND_WEIGHTS[kind] * RECENT_DECAY ** position * 0.5 ** (age_seconds / RECENT_HALF_LIFE)``
+# (position 0 is the newest), so newer events and carts / purchases weigh more; an unknown kind
+# counts as a view. At most ``MAX_RECENT`` events are used.
+KIND_WEIGHTS = {"view": 1.0, "favorite": 1.5, "add_to_cart": 2.0, "purchase": 2.5}
+RECENT_DECAY = 0.7
+RECENT_HALF_LIFE = 1800.0
+MAX_RECENT = 20
+# Request-time blends. Every part is first divided by its maximum over the candidates (so in
+# [0, 1], as the hybrid normalises its parts), then weighted; an item's reason is the part that
+# contributed most to its score.
+HOME_WEIGHTS = {"personal": 1.0, "viewed": 1.0}  # Hybrid.recommend: scores + 1.0 * session
+COLD_WEIGHTS = {"trending": 1.0, "content": 0.5, "viewed": 1.0}  # recommend.hybrid.COLD_WEIGHTS
+PRODUCT_WEIGHTS = {"similar": 1.0, "viewed": 0.5, "personal": 0.25}
+CART_WEIGHTS = {"together": 1.0, "similar": 0.5, "viewed": 0.5, "personal": 0.25}
+# "personal" in PRODUCT / CART only re-weights candidates found by the item signals.
+# Items found only by widening the pool (walking the trending order, when the candidates left after
+# filtering cannot fill the answer or the diversity caps) score ``WIDEN_WEIGHT * trending``.
+WIDEN_WEIGHT = 0.01
+# The diversity pass looks at most this many times ``k`` candidates, best first.
+DIVERSITY_WINDOW = 20
+# Bundle format.
+MAGIC = b"PRECIS-SERVE-1\n"
+FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -99,24 +146,338 @@ class Ranked:
     category: int = -1  # the View category code, for "popular in Y"
 
 
+def _empty_lists() -> np.ndarray:
+    return np.zeros((0, 0), np.int32)
+
+
+def _empty(dtype: Any) -> np.ndarray:
+    return np.zeros(0, dtype)
+
+
+# Arrays a bundle stores (name -> dtype); every one must be present in a blob.
+ARRAYS: dict[str, Any] = {
+    "items": np.str_,
+    "users": np.str_,
+    "user_top_ids": np.int32,
+    "user_top_scores": np.float32,
+    "similar_ids": np.int32,
+    "similar_scores": np.float32,
+    "together_ids": np.int32,
+    "together_scores": np.float32,
+    "content_ids": np.int32,
+    "content_scores": np.float32,
+    "trending": np.float32,
+    "popular": np.float32,
+    "trending_order": np.int32,
+    "popular_order": np.int32,
+    "sim_indptr": np.int64,
+    "sim_indices": np.int32,
+    "sim_data": np.float32,
+    "train_indptr": np.int64,
+    "train_indices": np.int32,
+    "tfidf_indptr": np.int64,
+    "tfidf_indices": np.int32,
+    "tfidf_data": np.float32,
+    "vocabulary": np.str_,
+    "idf": np.float32,
+    "item_category": np.str_,
+}
+
+
 @dataclass
 class Bundle:
     items: np.ndarray  # str item keys
     users: np.ndarray  # str user keys
     item_index: dict[str, int] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
+    # -- added by the bundle work (all aligned with items / users) -------------------------------
+    user_top_ids: np.ndarray = field(default_factory=_empty_lists)  # int32 users x top_n, -1
+    user_top_scores: np.ndarray = field(default_factory=_empty_lists)  # float32, best = 1
+    similar_ids: np.ndarray = field(default_factory=_empty_lists)  # int32 items x top_n
+    similar_scores: np.ndarray = field(default_factory=_empty_lists)  # float32 PRODUCT blend
+    together_ids: np.ndarray = field(default_factory=_empty_lists)
+    together_scores: np.ndarray = field(default_factory=_empty_lists)  # float32 log lift
+    content_ids: np.ndarray = field(default_factory=_empty_lists)
+    content_scores: np.ndarray = field(default_factory=_empty_lists)  # float32 cosine
+    trending: np.ndarray = field(default_factory=lambda: _empty(np.float32))  # heat per item
+    popular: np.ndarray = field(default_factory=lambda: _empty(np.float32))  # users per item
+    trending_order: np.ndarray = field(default_factory=lambda: _empty(np.int32))  # best first
+    popular_order: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    sim_indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # session sim
+    sim_indices: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    sim_data: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    train_indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # users' items
+    train_indices: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    tfidf_indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # items x terms
+    tfidf_indices: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    tfidf_data: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    vocabulary: np.ndarray = field(default_factory=lambda: _empty(np.str_))  # term of column j
+    idf: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    item_category: np.ndarray = field(default_factory=lambda: _empty(np.str_))  # "" unknown
+    meta: dict[str, Any] = field(default_factory=dict)  # top_n, ngram_max, weights, format
+
+    def __post_init__(self) -> None:
+        if not self.item_index:
+            self.item_index = {str(k): i for i, k in enumerate(self.items.tolist())}
+        if not self.user_index:
+            self.user_index = {str(k): i for i, k in enumerate(self.users.tolist())}
+        n = len(self.items)
+        heat = np.asarray(self.trending, np.float32)
+        if len(heat) == n and n:
+            lo, hi = float(heat.min()), float(heat.max())
+            self._heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros(n, np.float32)
+        else:
+            self._heat = np.zeros(n, np.float32)
+        self._terms = {str(t): j for j, t in enumerate(self.vocabulary.tolist())}
+        ngram = int(self.meta.get("ngram_max", 1))
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        # Only the analyzer (tokenising, lower-casing, n-grams as TfidfVectorizer's defaults);
+        # nothing fitted, so it is safe to share between threads.
+        self._analyze = CountVectorizer(ngram_range=(1, ngram)).build_analyzer()
+
+    # -- build ----------------------------------------------------------------------------------
+    @staticmethod
+    def build(
+        hybrid: Hybrid,
+        top_n: int = 50,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> Bundle:
+        """Precompute everything the API serves from (see the module docstring). ``progress``
+        is called as ``(step, done, total)``."""
+        from recommend.components.content import Content
+        from recommend.components.popularity import Trending
+        from recommend.components.together import BoughtTogether
+        from recommend.hybrid import ITEM_WEIGHTS, blend, normalise
+        from recommend.precompute import BLOCK_CELLS, block_size, precompute_top, select_top
+
+        tell = progress or (lambda step, done, total: None)
+        if top_n < 1:
+            raise ValueError("top_n must be at least 1")
+        t = hybrid.train
+        n_items, n_users = t.n_items, t.n_users
+        width = min(top_n, max(n_items - 1, 1))
+
+        # HOME lists: the blend for every user, blocks of users, training items excluded.
+        step, steps = "precomputing lists", n_users + n_items  # shoppers, then products
+        tell(step, 0, steps)
+        tops = precompute_top(
+            hybrid, t.binary(), k=width, progress=lambda done, _total: tell(step, done, steps)
+        )
+        u_items = tops.items
+        u_scores = np.where(u_items >= 0, tops.scores, 0.0).astype(np.float32)
+        best = u_scores[:, :1] if u_scores.shape[1] else np.zeros((n_users, 1), np.float32)
+        u_scores = np.divide(u_scores, best, out=np.zeros_like(u_scores), where=best > 0).astype(
+            np.float32
+        )
+
+        # Item parts: the hybrid's own components where it has them.
+        knn: sp.csr_matrix | None = None
+        lift: sp.csr_matrix | None = None
+        content: Content | None = None
+        heat: np.ndarray | None = None
+        for name, c in hybrid.components.items():
+            if name == "together" and isinstance(c, BoughtTogether):
+                lift = c.lift
+            elif name == "content" and isinstance(c, Content):
+                content = c
+            elif name in ("itemknn", "session") and isinstance(
+                getattr(c, "sim", None), sp.csr_matrix
+            ):
+                knn = getattr(c, "sim")  # noqa: B009
+            elif isinstance(c, Trending):
+                heat = c.heat
+        if knn is None:
+            knn = hybrid.item_similarity()
+        if lift is None:
+            lift = BoughtTogether().fit(t).lift
+        if content is None:
+            content = Content().fit(t)
+        if heat is None:
+            heat = Trending().fit(t).heat
+        knn = sp.csr_matrix(knn, dtype=np.float32)
+        lift = sp.csr_matrix(lift, dtype=np.float32)
+        vectors = sp.csr_matrix(content.vectors, dtype=np.float32)
+        weights = dict(hybrid.weights.get("PRODUCT") or ITEM_WEIGHTS["PRODUCT"])
+
+        size = block_size(n_items, BLOCK_CELLS // 4)
+        sim_i = np.full((n_items, width), -1, np.int32)
+        sim_s = np.zeros((n_items, width), np.float32)
+        con_i = np.full((n_items, width), -1, np.int32)
+        con_s = np.zeros((n_items, width), np.float32)
+        for a in range(0, n_items, size):
+            rows = np.arange(a, min(n_items, a + size))
+            own = (np.arange(len(rows)), rows)
+            cos = np.asarray((vectors[rows] @ vectors.T).toarray(), np.float32)
+            parts = {
+                "itemknn": normalise(knn[rows].toarray()),
+                "together": normalise(lift[rows].toarray()),
+                "content": normalise(cos),
+            }
+            mix = blend(parts, weights)
+            del parts
+            mix[own] = -np.inf
+            cos[own] = -np.inf
+            sim_i[rows], sim_s[rows] = _positive(*select_top(mix, width, overwrite=True))
+            con_i[rows], con_s[rows] = _positive(*select_top(cos, width, overwrite=True))
+            tell(step, n_users + int(rows[-1]) + 1, steps)
+        tog_i, tog_s = _sparse_top(lift, width)
+        session = _prune(knn, width)
+
+        heat = np.asarray(heat, np.float32)
+        pop = np.asarray(t.binary().sum(axis=0), np.float32).ravel()
+        idx = np.arange(n_items)
+        trending_order = np.lexsort((idx, -pop, -heat)).astype(np.int32)
+        popular_order = np.lexsort((idx, -pop)).astype(np.int32)
+        vec = getattr(content, "vectorizer", None)
+        vocab = getattr(vec, "vocabulary_", None)
+        if vec is not None and vocab:
+            terms = np.empty(len(vocab), dtype=object)
+            for term, j in vocab.items():
+                terms[j] = term
+            vocabulary = np.asarray(terms.tolist(), dtype=np.str_)
+            idf = np.asarray(vec.idf_, np.float32)
+            ngram_max = int(vec.ngram_range[1])
+        else:
+            vocabulary, idf, ngram_max = _empty(np.str_), _empty(np.float32), 1
+            vectors = sp.csr_matrix((n_items, 0), dtype=np.float32)
+        train = sp.csr_matrix(t.matrix)
+        train.sort_indices()
+        cats = t.item_category or [""] * n_items
+        tell(step, steps, steps)
+        return Bundle(
+            items=np.asarray([str(x) for x in t.items.tolist()], dtype=np.str_),
+            users=np.asarray([str(x) for x in t.users.tolist()], dtype=np.str_),
+            user_top_ids=u_items.astype(np.int32),
+            user_top_scores=u_scores,
+            similar_ids=sim_i,
+            similar_scores=sim_s,
+            together_ids=tog_i,
+            together_scores=tog_s,
+            content_ids=con_i,
+            content_scores=con_s,
+            trending=heat,
+            popular=pop,
+            trending_order=trending_order,
+            popular_order=popular_order,
+            sim_indptr=session.indptr.astype(np.int64),
+            sim_indices=session.indices.astype(np.int32),
+            sim_data=session.data.astype(np.float32),
+            train_indptr=train.indptr.astype(np.int64),
+            train_indices=train.indices.astype(np.int32),
+            tfidf_indptr=vectors.indptr.astype(np.int64),
+            tfidf_indices=vectors.indices.astype(np.int32),
+            tfidf_data=vectors.data.astype(np.float32),
+            vocabulary=vocabulary,
+            idf=idf,
+            item_category=np.asarray([str(c or "") for c in cats], dtype=np.str_),
+            meta={
+                "format": FORMAT,
+                "top_n": width,
+                "ngram_max": ngram_max,
+                "weights": {s: dict(w) for s, w in hybrid.weights.items()},
+                "product_weights": weights,
+            },
+        )
+
+    # -- serialisation --------------------------------------------------------------------------
+    def dumps(self) -> bytes:
+        """``MAGIC``, the body's sha256 (hex) and a newline, then an uncompressed ``.npz`` (loads
+        in tens of milliseconds; zlib would halve the size and multiply the load time)."""
+        buf = io.BytesIO()
+        arrays = {name: np.asarray(getattr(self, name), dtype=dt) for name, dt in ARRAYS.items()}
+        arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
+        np.savez(buf, allow_pickle=False, **arrays)
+        body = buf.getvalue()
+        return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
     @staticmethod
-    def build(hybrid: Hybrid, top_n: int = 50) -> Bundle:
-        raise NotImplementedError
-
-    def dumps(self) -> bytes:
-        raise NotImplementedError
+    def sha256_of(data: bytes) -> str:
+        """The checksum a blob from :meth:`dumps` carries (what ``serving_sha256`` stores)."""
+        return data[len(MAGIC) : len(MAGIC) + 64].decode()
 
     @staticmethod
     def loads(data: bytes) -> Bundle:
-        raise NotImplementedError
+        """A bundle from :meth:`dumps`; anything else (truncated, corrupt, foreign, a blob whose
+        arrays do not fit together) raises :class:`recommend.hybrid.ArtifactError`."""
+        from recommend.hybrid import ArtifactError
 
+        data = bytes(data) if not isinstance(data, bytes) else data
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 65:
+            raise ArtifactError("not a Precis serving bundle")
+        digest = data[len(MAGIC) : len(MAGIC) + 64].decode(errors="replace")
+        body = memoryview(data)[len(MAGIC) + 65 :]
+        if hashlib.sha256(body).hexdigest() != digest:
+            raise ArtifactError("serving bundle is corrupt (checksum mismatch)")
+        try:
+            with np.load(io.BytesIO(body), allow_pickle=False) as z:
+                arrays = {name: z[name] for name in (*ARRAYS, "meta")}
+            meta = json.loads(arrays.pop("meta").tobytes().decode())
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, UnicodeError) as exc:
+            raise ArtifactError(f"serving bundle is unreadable: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ArtifactError("serving bundle of an unknown format")
+        try:
+            fields: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+            bundle = Bundle(meta=meta, **fields)
+            bundle._check()
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ArtifactError(f"serving bundle is inconsistent: {exc}") from exc
+        return bundle
+
+    def _check(self) -> None:
+        """Shapes and index ranges, so no request can index out of bounds."""
+        n, u = len(self.items), len(self.users)
+        v = len(self.vocabulary)
+
+        def ids(a: np.ndarray, bound: int, name: str) -> None:
+            if a.size and (int(a.min()) < -1 or int(a.max()) >= bound):
+                raise ValueError(f"{name} out of range")
+
+        def csr(ptr: np.ndarray, ind: np.ndarray, rows: int, cols: int, name: str) -> None:
+            if (
+                len(ptr) != rows + 1
+                or ptr[0] != 0
+                or ptr[-1] != len(ind)
+                or np.any(np.diff(ptr) < 0)
+            ):
+                raise ValueError(f"{name} pointers")
+            if ind.size and (int(ind.min()) < 0 or int(ind.max()) >= cols):
+                raise ValueError(f"{name} indices out of range")
+
+        if len(self.item_index) != n or len(self.user_index) != u:
+            raise ValueError("duplicate keys")
+        for name, rows in (("user_top", u), ("similar", n), ("together", n), ("content", n)):
+            a, s = getattr(self, f"{name}_ids"), getattr(self, f"{name}_scores")
+            if a.ndim != 2 or a.shape[0] != rows or s.shape != a.shape:
+                raise ValueError(f"{name} lists have the wrong shape")
+            ids(a, n, name)
+        for name in ("trending", "popular", "trending_order", "popular_order", "item_category"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has the wrong length")
+        for name in ("trending_order", "popular_order"):
+            if not np.array_equal(np.sort(getattr(self, name)), np.arange(n)):
+                raise ValueError(f"{name} is not an order of the items")
+        csr(self.sim_indptr, self.sim_indices, n, n, "session similarity")
+        csr(self.train_indptr, self.train_indices, u, n, "training items")
+        csr(self.tfidf_indptr, self.tfidf_indices, n, v, "tf-idf")
+        if len(self.sim_data) != len(self.sim_indices) or len(self.tfidf_data) != len(
+            self.tfidf_indices
+        ):
+            raise ValueError("sparse data lengths")
+        if len(self.idf) != v:
+            raise ValueError("idf length")
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (the key dictionaries come on top: about 100 bytes a key)."""
+        return int(sum(np.asarray(getattr(self, name)).nbytes for name in ARRAYS))
+
+    @property
+    def top_n(self) -> int:
+        return int(self.meta.get("top_n") or self.user_top_ids.shape[1])
+
+    # -- request time ---------------------------------------------------------------------------
     def rank(self, request: RankRequest, view: View) -> list[Ranked]:
         """At most ``request.k`` items (fewer when the view allows fewer; never an error), best
         first, none excluded, none in ``request.exclude``, none the product/cart/recent items
@@ -124,24 +485,546 @@ class Bundle:
         ``personal``): precomputed list merged with session signals. Otherwise, and for unknown
         users: trending + content of recent items + session (cold start). PRODUCT/CART: item
         neighbours of the product / cart (plus personal re-weighting when personal)."""
-        raise NotImplementedError
+        n = len(self.items)
+        self._view_ok(view)
+        k = min(int(request.k), n)
+        if k <= 0:
+            return []
+        index = self.item_index
+        recent_idx, recent_w = self._recent(request.recent)
+        blocked = np.zeros(n, dtype=bool)
+        for key in request.exclude:
+            j = index.get(key)
+            if j is not None:
+                blocked[j] = True
+        blocked[recent_idx] = True
+        product = index.get(request.product) if request.product is not None else None
+        cart = [j for j in (index.get(c) for c in request.cart) if j is not None]
+        if product is not None:
+            blocked[product] = True
+        blocked[cart] = True
+        user = self.user_index.get(request.user) if request.user is not None else None
+        if not request.personal:
+            user = None
+        scenario = request.scenario if request.scenario in SCENARIOS else "HOME"
+
+        parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (items, scores)
+        sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        rerank_only: set[str] = set()
+        cold = False
+        if len(recent_idx):
+            it, sc, src = self._csr_rows(
+                self.sim_indptr, self.sim_indices, self.sim_data, recent_idx, recent_w
+            )
+            parts["viewed"], sources["viewed"] = (it, sc), (it, sc, src)
+        if scenario == "PRODUCT":
+            weights = PRODUCT_WEIGHTS
+            if product is not None:
+                it, sc, src = self._lists(self.similar_ids, self.similar_scores, [product])
+                parts["similar"], sources["similar"] = (it, sc), (it, sc, src)
+        elif scenario == "CART":
+            weights = CART_WEIGHTS
+            if cart:
+                it, sc, src = self._lists(self.together_ids, self.together_scores, cart)
+                parts["together"], sources["together"] = (it, sc), (it, sc, src)
+                it, sc, src = self._lists(self.similar_ids, self.similar_scores, cart)
+                parts["similar"], sources["similar"] = (it, sc), (it, sc, src)
+        elif user is not None:
+            weights = HOME_WEIGHTS
+            row = self.user_top_ids[user]
+            ok = row >= 0
+            parts["personal"] = (row[ok], self.user_top_scores[user][ok])
+            blocked[self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]] = (
+                True
+            )
+        else:
+            weights = COLD_WEIGHTS
+            cold = True
+            if len(recent_idx):
+                it, sc, src = self._lists(
+                    self.content_ids, self.content_scores, recent_idx, recent_w
+                )
+                parts["content"], sources["content"] = (it, sc), (it, sc, src)
+        if scenario in ("PRODUCT", "CART") and user is not None:
+            row = self.user_top_ids[user]
+            ok = row >= 0
+            parts["personal"] = (row[ok], self.user_top_scores[user][ok])
+            rerank_only.add("personal")
+
+        ok_mask = np.asarray(view.allowed, dtype=bool) & ~blocked
+        names = [p for p in parts if weights.get(p, 0.0) > 0]
+        dense = {p: self._dense(n, *parts[p]) for p in names}
+        cand = np.zeros(n, dtype=bool)
+        for p in names:
+            if p not in rerank_only:
+                cand[parts[p][0]] = True
+        cand &= ok_mask
+        # Trending: a part of its own when cold (the first k allowed items of the trending order
+        # are in the pool, so no item outside it can beat them), else only to widen the pool.
+        if cold:
+            walked, pos = self._walk(ok_mask, k, 0)
+        else:
+            walked, pos = self._walk(ok_mask & ~cand, k - int(cand.sum()), 0)
+        cand[walked] = True
+        answer = self._finish(cand, names, dense, weights, cold, k, view)
+        if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
+            more, pos = self._walk(ok_mask & ~cand, 4 * k, pos)
+            if len(more):
+                cand[more] = True
+                answer = self._finish(cand, names, dense, weights, cold, k, view)
+        chosen, _, labels, scores = answer
+        return self._explain(chosen, labels, scores, sources, user, view)
 
     def similar_items(self, item: str, k: int, view: View) -> list[Ranked]:
-        raise NotImplementedError
+        """The product's ``similar`` neighbours, then its ``content`` neighbours (reason
+        "content") when those cannot fill ``k``; an unknown item gets none."""
+        self._view_ok(view)
+        j = self.item_index.get(item)
+        k = min(int(k), len(self.items))
+        if j is None or k <= 0:
+            return []
+        a_i, a_s = self.similar_ids[j], self.similar_scores[j]
+        b_i, b_s = self.content_ids[j], self.content_scores[j]
+        ids, labels, scores = _merge_fill([(a_i, a_s, "similar"), (b_i, b_s, "content")])
+        src = self.items[j]
+        return self._pick(ids, labels, scores, k, view, {j}, lambda _i, _r: str(src))
 
     def bought_together(self, items: Sequence[str], k: int, view: View) -> list[Ranked]:
-        raise NotImplementedError
+        """Summed bought-together lift of the known ``items`` (unknown ones are ignored), the
+        items themselves left out; source = the item that contributed most."""
+        self._view_ok(view)
+        idx = [j for j in (self.item_index.get(i) for i in items) if j is not None]
+        k = min(int(k), len(self.items))
+        if not idx or k <= 0:
+            return []
+        it, sc, src = self._lists(self.together_ids, self.together_scores, idx)
+        total = self._dense(len(self.items), it, sc)
+        cand = np.flatnonzero(total > 0)
+        best = _best_source(it, sc, src, cand)
+        return self._pick(
+            cand,
+            ["together"] * len(cand),
+            total[cand],
+            k,
+            view,
+            set(idx),
+            lambda i, _r: str(self.items[best[i]]) if i in best else None,
+        )
 
     def trending_items(self, category_items: np.ndarray | None, k: int, view: View) -> list[Ranked]:
         """Trending overall, or among the items of a category (bool mask over items, the category
         and its sub-categories, built by the caller); falls back to popular when trending is
         empty."""
-        raise NotImplementedError
+        self._view_ok(view)
+        n = len(self.items)
+        k = min(int(k), n)
+        if k <= 0:
+            return []
+        ok = np.asarray(view.allowed, dtype=bool).copy()
+        if category_items is not None:
+            mask = np.asarray(category_items, dtype=bool)
+            if mask.shape != (n,):
+                raise ValueError(f"category_items must be a bool mask of {n} items")
+            ok &= mask
+        order, _ = self._walk(ok, DIVERSITY_WINDOW * k, 0)
+        if not len(order):
+            return []
+        labels = np.where(self.trending[order] > 0, "trending", "popular").tolist()
+        # Scores: the normalised heat; the list keeps the trending order (heat, then popularity).
+        return self._pick(order, labels, self._heat[order], k, view, set(), None, presorted=True)
 
     def similar_to_text(self, text: str, k: int, view: View) -> list[Ranked]:
         """Cold start for a product the model has never seen: items with the most similar text."""
-        raise NotImplementedError
+        self._view_ok(view)
+        k = min(int(k), len(self.items))
+        q = self._tfidf(text)
+        if q is None or k <= 0:
+            return []
+        cols, vals = q
+        m = sp.csr_matrix(
+            (self.tfidf_data, self.tfidf_indices, self.tfidf_indptr),
+            shape=(len(self.items), len(self.vocabulary)),
+        )
+        qv = np.zeros(len(self.vocabulary), np.float32)
+        qv[cols] = vals
+        s = np.asarray(m @ qv, np.float32).ravel()
+        cand = np.flatnonzero(s > 0)
+        return self._pick(cand, ["content"] * len(cand), s[cand], k, view, set(), None)
 
-    @property
-    def nbytes(self) -> int:
-        raise NotImplementedError
+    # -- helpers --------------------------------------------------------------------------------
+    def _view_ok(self, view: View) -> None:
+        n = len(self.items)
+        for name in ("allowed", "category", "brand"):
+            if np.shape(getattr(view, name)) != (n,):
+                raise ValueError(f"View.{name} must have one entry per bundle item ({n})")
+
+    def _recent(self, recent: Sequence[Recent]) -> tuple[np.ndarray, np.ndarray]:
+        """Known recent items (newest first, each once: its newest event) and their weights."""
+        idx: list[int] = []
+        w: list[float] = []
+        seen: set[int] = set()
+        for pos, r in enumerate(list(recent)[:MAX_RECENT]):
+            j = self.item_index.get(r.item)
+            age = float(r.age_seconds) if math.isfinite(float(r.age_seconds)) else 0.0
+            weight = (
+                KIND_WEIGHTS.get(r.kind, 1.0)
+                * RECENT_DECAY**pos
+                * 0.5 ** (max(age, 0.0) / RECENT_HALF_LIFE)
+            )
+            if j is None or j in seen:
+                continue
+            seen.add(j)
+            idx.append(j)
+            w.append(weight)
+        return np.asarray(idx, np.int64), np.asarray(w, np.float32)
+
+    @staticmethod
+    def _csr_rows(
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        data: np.ndarray,
+        rows: np.ndarray,
+        weights: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored entries of ``rows`` of a CSR matrix: (column, weight * value, row)."""
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lens = ends - starts
+        total = int(lens.sum())
+        if not total:
+            return _empty(np.int64), _empty(np.float32), _empty(np.int64)
+        owner = np.repeat(np.arange(len(rows)), lens)
+        offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+        at = starts[owner] + offs
+        return (
+            indices[at].astype(np.int64),
+            (data[at] * weights[owner]).astype(np.float32),
+            np.asarray(rows)[owner],
+        )
+
+    @staticmethod
+    def _lists(
+        ids: np.ndarray,
+        scores: np.ndarray,
+        rows: Sequence[int] | np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Entries of fixed-width neighbour lists of ``rows``: (item, weight * score, row)."""
+        r = np.asarray(rows, np.int64)
+        it = ids[r]
+        sc = scores[r] * (weights[:, None] if weights is not None else np.float32(1.0))
+        src = np.broadcast_to(r[:, None], it.shape)
+        ok = it >= 0
+        return it[ok].astype(np.int64), sc[ok].astype(np.float32), src[ok]
+
+    @staticmethod
+    def _dense(n: int, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Scores summed per item over ``n`` items, divided by their maximum (so in [0, 1])."""
+        d = np.bincount(items, weights=scores, minlength=n).astype(np.float32)
+        top = float(d.max()) if len(d) else 0.0
+        if top > 0:
+            d /= top
+        else:
+            d[:] = 0.0
+        np.maximum(d, 0.0, out=d)
+        return d
+
+    def _walk(self, ok: np.ndarray, need: int, start: int) -> tuple[np.ndarray, int]:
+        """The next ``need`` items of the trending order from position ``start`` that ``ok``
+        allows, and the position after the last one taken."""
+        n = len(self.trending_order)
+        if need <= 0 or start >= n:
+            return _empty(np.int64), start
+        got: list[np.ndarray] = []
+        have = 0
+        pos = start
+        chunk = max(4 * need, 256)
+        while have < need and pos < n:
+            part = self.trending_order[pos : pos + chunk]
+            hit = np.flatnonzero(ok[part])
+            if have + len(hit) >= need:
+                hit = hit[: need - have]
+                got.append(part[hit])
+                pos += int(hit[-1]) + 1
+                have = need
+                break
+            got.append(part[hit])
+            have += len(hit)
+            pos += len(part)
+            chunk *= 4
+        out = np.concatenate(got).astype(np.int64) if got else _empty(np.int64)
+        return out, pos
+
+    def _finish(
+        self,
+        cand: np.ndarray,
+        names: list[str],
+        dense: dict[str, np.ndarray],
+        weights: dict[str, float],
+        cold: bool,
+        k: int,
+        view: View,
+    ) -> tuple[np.ndarray, bool, list[str], np.ndarray]:
+        """Score the candidate pool, diversify, order: (items, relaxed, reasons, scores)."""
+        pool = np.flatnonzero(cand)
+        labels = list(names)
+        cols = [dense[p][pool] * np.float32(weights[p]) for p in names]
+        heat = self._heat[pool]
+        if cold:
+            cols.append(heat * np.float32(weights["trending"]))
+        else:
+            found = np.zeros(len(pool), dtype=bool)
+            for c in cols:
+                found |= c > 0
+            cols.append(np.where(found, 0.0, heat * WIDEN_WEIGHT).astype(np.float32))
+        labels.append("trending")
+        mat = np.vstack(cols) if cols else np.zeros((1, len(pool)), np.float32)
+        total = mat.sum(axis=0)
+        why = mat.argmax(axis=0)
+        order = np.lexsort((pool, -total))
+        chosen, relaxed = _diversify(order, k, view, pool)
+        chosen = chosen[np.lexsort((pool[chosen], -total[chosen]))]
+        reasons = [labels[w] for w in why[chosen].tolist()]
+        pop_only = self.trending[pool[chosen]] <= 0
+        reasons = [
+            "popular" if r == "trending" and p else r
+            for r, p in zip(reasons, pop_only.tolist(), strict=True)
+        ]
+        return pool[chosen], relaxed, reasons, total[chosen]
+
+    def _explain(
+        self,
+        chosen: np.ndarray,
+        reasons: list[str],
+        scores: np.ndarray,
+        sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        user: int | None,
+        view: View,
+    ) -> list[Ranked]:
+        best: dict[str, dict[int, int]] = {}
+        for name, (it, sc, src) in sources.items():
+            want = chosen[[r == name for r in reasons]] if len(chosen) else chosen
+            if len(want):
+                best[name] = _best_source(it, sc, src, want)
+        if user is not None and "personal" in reasons:
+            want = chosen[[r == "personal" for r in reasons]]
+            hist = self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]
+            if len(hist):
+                it, sc, src = self._csr_rows(
+                    self.sim_indptr,
+                    self.sim_indices,
+                    self.sim_data,
+                    hist.astype(np.int64),
+                    np.ones(len(hist), np.float32),
+                )
+                best["personal"] = _best_source(it, sc, src, want)
+        out = []
+        cat = view.category
+        for i, r, s in zip(chosen.tolist(), reasons, scores.tolist(), strict=True):
+            src_i = best.get(r, {}).get(i)
+            out.append(
+                Ranked(
+                    item=str(self.items[i]),
+                    score=float(s),
+                    reason=r,
+                    source=str(self.items[src_i]) if src_i is not None else None,
+                    category=int(cat[i]),
+                )
+            )
+        return out
+
+    def _pick(
+        self,
+        ids: np.ndarray,
+        labels: list[str],
+        scores: np.ndarray,
+        k: int,
+        view: View,
+        drop: set[int],
+        source: Callable[[int, str], str | None] | None,
+        *,
+        presorted: bool = False,
+    ) -> list[Ranked]:
+        """Filter by the view and ``drop``, diversify, best first (``presorted``: ``ids`` are
+        already in answer order)."""
+        ids = np.asarray(ids, np.int64)
+        if not len(ids):
+            return []
+        ok = np.asarray(view.allowed, dtype=bool)[ids]
+        if drop:
+            ok &= ~np.isin(ids, np.fromiter(drop, np.int64))
+        keep = np.flatnonzero(ok)
+        ids, scores = ids[keep], np.asarray(scores, np.float32)[keep]
+        labels = [labels[i] for i in keep.tolist()]
+        if presorted:
+            order = np.arange(len(ids))
+            chosen, _ = _diversify(order, k, view, ids)
+            chosen = np.sort(chosen)
+        else:
+            order = np.lexsort((ids, -scores))
+            chosen, _ = _diversify(order, k, view, ids)
+            chosen = chosen[np.lexsort((ids[chosen], -scores[chosen]))]
+        cat = view.category
+        return [
+            Ranked(
+                item=str(self.items[ids[c]]),
+                score=float(scores[c]),
+                reason=labels[c],
+                source=source(int(ids[c]), labels[c]) if source else None,
+                category=int(cat[ids[c]]),
+            )
+            for c in chosen.tolist()
+        ]
+
+    def _tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The L2-normalised TF-IDF vector of ``text`` (sublinear tf, the trained idf), as
+        (columns, values); None when no word of it is known."""
+        if not len(self.vocabulary) or not isinstance(text, str) or not text.strip():
+            return None
+        counts: dict[int, int] = {}
+        for term in self._analyze(text[:100_000]):
+            j = self._terms.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return None
+        cols = np.fromiter(counts.keys(), np.int64, len(counts))
+        tf = np.fromiter(counts.values(), np.float64, len(counts))
+        vals = (np.log(tf) + 1.0) * self.idf[cols]
+        norm = float(np.sqrt((vals**2).sum()))
+        if norm <= 0:
+            return None
+        return cols, (vals / norm).astype(np.float32)
+
+
+# -- module helpers ---------------------------------------------------------------------------------
+
+
+def _positive(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top lists with slots of no positive score emptied (item -1, score 0)."""
+    bad = ~(scores > 0) | (ids < 0)
+    ids = ids.copy()
+    scores = scores.copy()
+    ids[bad] = -1
+    scores[bad] = 0.0
+    return ids, scores
+
+
+def _sparse_top(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest positive entries (ties by column), fixed width, -1 / 0 padded;
+    vectorised over all rows (one lexsort)."""
+    m = sp.csr_matrix(m, dtype=np.float32)
+    n_rows = m.shape[0]
+    rows = np.repeat(np.arange(n_rows), np.diff(m.indptr))
+    pos = m.data > 0
+    r, c, v = rows[pos], m.indices[pos], m.data[pos]
+    order = np.lexsort((c, -v, r))
+    r, c, v = r[order], c[order], v[order]
+    counts = np.bincount(r, minlength=n_rows)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(len(r)) - first[r]
+    keep = rank < k
+    ids = np.full((n_rows, k), -1, np.int32)
+    scores = np.zeros((n_rows, k), np.float32)
+    ids[r[keep], rank[keep]] = c[keep]
+    scores[r[keep], rank[keep]] = v[keep]
+    return ids, scores
+
+
+def _prune(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """A sparse matrix with each row's ``k`` largest positive entries, columns sorted."""
+    ids, scores = _sparse_top(m, k)
+    ok = ids >= 0
+    rows = np.repeat(np.arange(m.shape[0]), ok.sum(axis=1))
+    out = sp.csr_matrix((scores[ok], (rows, ids[ok])), shape=m.shape, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def _best_source(
+    items: np.ndarray, contrib: np.ndarray, src: np.ndarray, targets: np.ndarray
+) -> dict[int, int]:
+    """For each target item: the source row whose entry for it is largest (ties: lower row)."""
+    if not len(items) or not len(targets):
+        return {}
+    hit = np.isin(items, targets)
+    it, sc, so = items[hit], contrib[hit], np.asarray(src)[hit]
+    if not len(it):
+        return {}
+    order = np.lexsort((so, -sc, it))
+    it, so = it[order], so[order]
+    first = np.ones(len(it), dtype=bool)
+    first[1:] = it[1:] != it[:-1]
+    return dict(zip(it[first].tolist(), so[first].tolist(), strict=True))
+
+
+def _merge_fill(
+    lists: list[tuple[np.ndarray, np.ndarray, str]],
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The first list's items best first, then each next list's items not yet in, scored below
+    every earlier one (so order is kept and the reason names the list an item came from)."""
+    ids: list[int] = []
+    labels: list[str] = []
+    scores: list[float] = []
+    seen: set[int] = set()
+    floor = None
+    for it, sc, label in lists:
+        ok = it >= 0
+        it, sc = it[ok], sc[ok]
+        top = float(sc.max()) if len(sc) else 0.0
+        for i, s in zip(it.tolist(), sc.tolist(), strict=True):
+            if i in seen:
+                continue
+            val = s / top if top > 0 else 0.0
+            if floor is not None:
+                val = floor * 0.5 * val  # below the previous list's weakest
+            ids.append(i)
+            labels.append(label)
+            scores.append(val)
+            seen.add(i)
+        if scores:
+            floor = min(scores)
+    return np.asarray(ids, np.int64), labels, np.asarray(scores, np.float32)
+
+
+def _diversify(order: np.ndarray, k: int, view: View, pool: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Greedy: walk ``order`` (positions into ``pool``, best first) taking an item unless its
+    category or brand already has ``ceil(max_share * k)`` items; when that leaves fewer than ``k``,
+    fill from the skipped ones in order. Returns the positions taken and whether the caps had to
+    be relaxed. Unknown codes (-1) are not capped."""
+    share = float(view.max_share)
+    if not math.isfinite(share) or share >= 1.0:
+        return order[:k], False
+    cap = max(1, math.ceil(max(share, 0.0) * k))
+    order = order[: DIVERSITY_WINDOW * k]
+    cats = view.category[pool[order]].tolist()
+    brands = view.brand[pool[order]].tolist()
+    per_cat: dict[int, int] = {}
+    per_brand: dict[int, int] = {}
+    taken: list[int] = []
+    skipped: list[int] = []
+    for o, c, b in zip(order.tolist(), cats, brands, strict=True):
+        if (c >= 0 and per_cat.get(c, 0) >= cap) or (b >= 0 and per_brand.get(b, 0) >= cap):
+            skipped.append(o)
+            continue
+        taken.append(o)
+        if c >= 0:
+            per_cat[c] = per_cat.get(c, 0) + 1
+        if b >= 0:
+            per_brand[b] = per_brand.get(b, 0) + 1
+        if len(taken) == k:
+            break
+    relaxed = len(taken) < k and bool(skipped)
+    if relaxed:
+        taken.extend(skipped[: k - len(taken)])
+    return np.asarray(taken, np.int64), relaxed
+
+
+__all__ = [
+    "REASONS",
+    "SCENARIOS",
+    "Bundle",
+    "RankRequest",
+    "Ranked",
+    "Recent",
+    "View",
+]

@@ -225,11 +225,13 @@ async def _failed(
 
 def _fit(
     data: Any, specs: list[str], progress: Progress
-) -> tuple[Any, bytes, str, dict[str, Any], dict[str, Any]]:
+) -> tuple[Any, bytes, str, dict[str, Any], dict[str, Any], bytes, str]:
     """CPU work (runs in a thread): evaluate under the protocol, then refit the tuned components
-    on all the data for the artifact."""
+    on all the data for the artifact, and build the serving bundle API processes load from it
+    (precomputed lists, step "precomputing lists")."""
     from recommend import evaluate, protocol
     from recommend.hybrid import MAGIC, Hybrid
+    from recommend.serving import Bundle
 
     report = evaluate.run(data, specs, k=K, keep_model=True, resamples=1000, progress=progress)
     assert report.model is not None
@@ -241,6 +243,7 @@ def _fit(
     model = Hybrid(full, components, report.model.weights)
     blob = model.dumps()
     sha = blob[len(MAGIC) : len(MAGIC) + 64].decode()
+    serving = Bundle.build(model, progress=progress).dumps()
     hyb = report.result("hybrid")
     metrics = {**{k: v for k, v in hyb.row().items() if k not in ("algorithm", "seconds")}}
     metrics["components"] = [r.row() for r in report.results if r.name != "hybrid"]
@@ -254,7 +257,7 @@ def _fit(
         "tuned": body["tuned_params"],
         "k": K,
     }
-    return report, blob, sha, _clean(metrics), _clean(params)
+    return report, blob, sha, _clean(metrics), _clean(params), serving, Bundle.sha256_of(serving)
 
 
 async def train(
@@ -316,7 +319,9 @@ async def train(
         raise err
     started = time.perf_counter()
     try:
-        _report, blob, sha, metrics, params = await asyncio.to_thread(_fit, data, specs, tell)
+        _report, blob, sha, metrics, params, serving, serving_sha = await asyncio.to_thread(
+            _fit, data, specs, tell
+        )
     except (EvaluationError, ValueError) as exc:
         err = _training_error("TOO_SMALL", f"cannot evaluate this data: {exc}")
         await _failed(db, specs, err, task_id, counts)
@@ -331,6 +336,8 @@ async def train(
             status="candidate",
             artifact=blob,
             sha256=sha,
+            serving=serving,
+            serving_sha256=serving_sha,
             task_id=task_id,
             trained_seconds=round(seconds, 3),
             **counts,
