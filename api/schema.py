@@ -42,6 +42,7 @@ from api.orders.mutations import OrderMutations
 from api.orders.queries import OrderQueries
 from api.privacy.mutations import PrivacyMutations
 from api.privacy.queries import PrivacyQueries
+from api.recommend.experiments import ExperimentMutations, ExperimentQueries
 from api.recommend.mutations import RecommendMutations
 from api.recommend.queries import RecommendQueries
 from api.relay import Node
@@ -252,6 +253,7 @@ Query = merge_types(
         OrderQueries,
         SegmentQueries,
         RecommendQueries,
+        ExperimentQueries,
     ),
 )
 Mutation = merge_types(
@@ -266,6 +268,7 @@ Mutation = merge_types(
         OrderMutations,
         SegmentMutations,
         RecommendMutations,
+        ExperimentMutations,
     ),
 )
 

@@ -90,6 +90,12 @@ class EventInput:
         default=strawberry.UNSET, description="1-5; a review needs it."
     )
     query: str | None = strawberry.field(default=strawberry.UNSET, description="A search needs it.")
+    recommendation_id: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The recommendationId of the recommendation answer this event follows (send "
+        "it with the view of a recommended product you clicked and with the purchase): online "
+        "A/B experiments attribute clicks and conversions with it. 32 lowercase hex characters.",
+    )
     occurred_at: datetime | None = strawberry.field(
         default=strawberry.UNSET,
         description="With offset; defaults to the time the server receives it.",
@@ -260,6 +266,7 @@ _GRAPHQL_NAMES = tuple(
         ("channel", "channel"),
         ("rating", "rating"),
         ("query", "query"),
+        ("recommendation_id", "recommendationId"),
         ("occurred_at", "occurredAt"),
     )
 )

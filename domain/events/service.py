@@ -15,6 +15,7 @@ profile upsert and one audit entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,8 @@ from domain.users.models import Customer
 MAX_BATCH = 500
 MAX_ID = 2**63 - 1
 MAX_QUERY = 256
+# The id of the recommendation answer an event follows (uuid4 hex, as recommendations return it).
+RECOMMENDATION_ID = re.compile(r"[0-9a-f]{32}")
 BUILTIN = frozenset(BUILTIN_TYPES)
 NEEDS_PRODUCT = frozenset({"view", "add_to_cart", "remove_from_cart", "favorite", "review"})
 MESSAGE_TYPES = frozenset({"message_open", "message_click"})
@@ -79,6 +82,7 @@ FIELDS = {
     "message_id": "messageId",
     "rating": "rating",
     "query": "query",
+    "recommendation_id": "recommendationId",
     "occurred_at": "occurredAt",
     # For internal callers (orders yield purchase events); not in the GraphQL input.
     "order_id": "orderId",
@@ -349,6 +353,16 @@ def _clean(
                 query = _short_text(raw_query, "query", MAX_QUERY).strip()
             except _Bad as exc:
                 bad(exc.code, str(exc), exc.name)
+    recommendation = get("recommendation_id")
+    if recommendation is not None and not (
+        isinstance(recommendation, str) and RECOMMENDATION_ID.fullmatch(recommendation)
+    ):
+        bad(
+            "INVALID_VALUE",
+            "recommendationId must be the 32 lowercase hex characters a recommendation returned",
+            "recommendation_id",
+        )
+        recommendation = None
     occurred = get("occurred_at")
     if occurred is not None:
         try:
@@ -378,12 +392,14 @@ def _clean(
         bad("REQUIRED", "a review needs a rating from 1 to 5", "rating")
     if errors:
         return None, errors
-    if rating is not None or query is not None:
+    if rating is not None or query is not None or recommendation is not None:
         props = dict(row["properties"])
         if rating is not None:
             props["rating"] = rating
         if query is not None:
             props["query"] = query
+        if recommendation is not None:
+            props["recommendation_id"] = recommendation
         row["properties"] = props
     return _Item(index, row, user_id, user_ext, product_ext, rating), errors
 

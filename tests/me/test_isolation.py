@@ -58,6 +58,8 @@ FORBIDDEN_QUERIES: dict[str, str] = {
     "segment": "segments:read (a shopper does not see its own segments, not even through me)",
     "segments": "segments:read",
     "recommendationModels": "model versions and metrics are an operator's view: models:write",
+    "experiments": "A/B experiments are an operator's view: models:write",
+    "experimentReport": "per-arm figures of an experiment: models:write",
 }
 FORBIDDEN_MUTATIONS: dict[str, str] = {
     "upsertUsers": "creates and changes shoppers: users:write",
@@ -83,10 +85,17 @@ FORBIDDEN_MUTATIONS: dict[str, str] = {
     "refreshSegment": "segments:write",
     "trainModel": "models:write",
     "promoteModel": "models:write",
+    "startExperiment": "models:write",
+    "stopExperiment": "models:write",
 }
 # Root fields a shopper token may use, and how they stay on the token's own customer.
 SHOPPER_QUERIES: dict[str, str] = {
     "me": "the token's own customer; no argument names a user (see test_nothing_under_me...)",
+    "recommendations": "for the token's own customer only: another userId or an anonymousId is "
+    "a FORBIDDEN error and nothing served (tests/recommend/test_serving_api.py)",
+    "similarProducts": "about a product; no argument names a user",
+    "boughtTogether": "about products; no argument names a user",
+    "trendingProducts": "about a category; no argument names a user",
 }
 SHOPPER_MUTATIONS: dict[str, str] = {
     "me": "changes to the token's own customer; no argument names a user",
