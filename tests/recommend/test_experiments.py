@@ -19,6 +19,7 @@ from api.ids import encode_id
 from domain.audit.models import AuditEntry
 from domain.audit.service import Actor
 from domain.catalog.models import Product
+from domain.consents.models import Consent
 from domain.db import Database
 from domain.errors import DomainError
 from domain.events.models import Event
@@ -87,7 +88,7 @@ REPORT = """query($id: ID!) { experimentReport(id: $id) {
   arms { versionNumber weight impressions shoppers clicks ctr conversions conversionRate
          revenue { amount currency } ctrDifference { value low high note } } } }"""
 TRACK = """mutation($events: [EventInput!]!) { trackEvents(input: {events: $events}) {
-  accepted rejected errors { code field index } } }"""
+  accepted rejected unlinked errors { code field index } } }"""
 
 
 def vid(pk: int) -> str:
@@ -362,6 +363,16 @@ async def test_report_counts_attributed_clicks_conversions_and_revenue(
         session.add(old)
         await session.flush()
         old_id = old.id
+        session.add(
+            Consent(
+                customer_id=3,
+                purpose="analytics",
+                granted=False,
+                source="test",
+                policy_version="1",
+                actor_client_id="test",
+            )
+        )
 
     def imp(
         version: int, experiment: int | None, customer: int | None = None, anon: str | None = None
@@ -418,6 +429,7 @@ async def test_report_counts_attributed_clicks_conversions_and_revenue(
         ev("purchase", b1.id, "c2", value="20.00", currency="EUR"),
         ev("purchase", b1.id, "c2", value="2.50", currency="USD"),
         ev("search", b2.id, "c3", query="shoes"),  # not a click
+        ev("view", b2.id, "c3"),  # c3 refused analytics: stored unlinked, not attributed
         ev("view", later.id, "c4"),
         ev("purchase", later.id, "c4", **eur),
         ev("view", other_version.id, "c4"),
@@ -432,9 +444,10 @@ async def test_report_counts_attributed_clicks_conversions_and_revenue(
     tracked = body["data"]["trackEvents"]
     assert tracked["accepted"] == len(events) - 2 and tracked["rejected"] == 2
     assert tracked["errors"] == [
-        {"code": "INVALID_VALUE", "field": ["events", "17", "recommendationId"], "index": 17},
         {"code": "INVALID_VALUE", "field": ["events", "18", "recommendationId"], "index": 18},
+        {"code": "INVALID_VALUE", "field": ["events", "19", "recommendationId"], "index": 19},
     ]
+    assert tracked["unlinked"] == 2  # both of c3's events
     async with db.read_only() as session:
         stored = await session.execute(
             select(table(Event).c.properties).where(table(Event).c.client_event_id == "e0")
