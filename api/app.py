@@ -31,6 +31,7 @@ from api.schema import build_schema
 from domain.db import Database
 from domain.keys import Keys, build_keys
 from domain.profiles.live import TouchBuffer
+from domain.recommend.serving import RecommendationServer
 from domain.settings import Settings, get_settings
 from jobs.queue import ArqQueue, InProcessQueue, Queue, make_queue
 from jobs.schedule import InProcessScheduler
@@ -75,6 +76,8 @@ class Services:
     persisted: PersistedQueries
     # Write-behind of the profile counters (None: written in each request's unit of work).
     touch: TouchBuffer | None = None
+    # Recommendations: the active model's bundle, the catalogue cache, impressions written behind.
+    recommend: RecommendationServer | None = None
 
 
 class PrecisGraphQL(GraphQL[Context, None]):
@@ -202,7 +205,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.profile_touch_flush_ms > 0:
             touch = TouchBuffer(db, settings.profile_touch_flush_ms)
             touch.start()
-        services = Services(settings, db, keys, verifier, auth, queue, persisted, touch)
+        recommend = RecommendationServer(db, settings)
+        recommend.start()
+        services = Services(settings, db, keys, verifier, auth, queue, persisted, touch, recommend)
         graphql.services = services
         app.state.services = services
         scheduler = None
@@ -218,6 +223,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await scheduler.stop()
             if touch is not None:
                 await touch.stop()  # the last tallies, before the pool closes
+            await recommend.stop()  # the last impressions
             await queue.close()
             await db.dispose()
 
@@ -256,6 +262,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
                 ok = False
+        recommend = getattr(request.app.state, "services", None)
+        if recommend is not None and recommend.recommend is not None:
+            # Reported, never failing the probe: a degraded model still serves non-personal
+            # results, and a failing readiness check would take every process out of rotation.
+            checks["recommendations"] = recommend.recommend.health()
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,

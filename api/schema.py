@@ -45,6 +45,8 @@ from api.privacy.queries import PrivacyQueries
 from api.recommend.experiments import ExperimentMutations, ExperimentQueries
 from api.recommend.mutations import RecommendMutations
 from api.recommend.queries import RecommendQueries
+from api.recommend.serving import FAST_RESOLVERS as RECOMMEND_FAST_RESOLVERS
+from api.recommend.serving import ServingQueries
 from api.relay import Node
 from api.scalars import OVERRIDES as SCALAR_OVERRIDES
 from api.segments.mutations import SegmentMutations
@@ -253,6 +255,7 @@ Query = merge_types(
         OrderQueries,
         SegmentQueries,
         RecommendQueries,
+        ServingQueries,
         ExperimentQueries,
     ),
 )
@@ -360,7 +363,7 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
         scalar_overrides=SCALAR_OVERRIDES,
         config=StrawberryConfig(disable_field_suggestions=settings.is_prod),
     )
-    execution.install(schema._schema, USER_FAST_RESOLVERS)
+    execution.install(schema._schema, {**USER_FAST_RESOLVERS, **RECOMMEND_FAST_RESOLVERS})
     input_depth.install()
     input_coercion.install()
     install_track_events_fast_path(schema._schema)

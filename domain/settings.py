@@ -154,6 +154,34 @@ class Settings(BaseSettings):
     recommend_min_interactions: int = Field(
         20, ge=1, description="Fewer usable interactions than this: training fails (TOO_SMALL)."
     )
+    recommend_reload_seconds: float = Field(
+        10,
+        ge=0,
+        le=3600,
+        description="API process: check which model version is active (one cheap query) at most "
+        "every this many seconds and load a newly promoted one without restart; 0: every request.",
+    )
+    recommend_catalog_max_age_ms: int = Field(
+        1000,
+        ge=0,
+        le=600_000,
+        description="API process: re-read products changed since the last read (by updated_at) "
+        "at most every this many ms before answering recommendations; 0: every request.",
+    )
+    recommend_session_minutes: int = Field(
+        30,
+        ge=1,
+        le=1440,
+        description="Session signals: the shopper's product events of the last this many minutes "
+        "(at most 20) shape the next recommendations without retraining.",
+    )
+    recommend_impression_flush_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="API process: recommendation impressions are written behind in batches every "
+        "this many ms (a crash loses at most one interval); 0: written before the answer.",
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -1,0 +1,1004 @@
+"""Serving recommendations in an API process: the active model's bundle, the live catalogue, the
+shopper's session, fallbacks and impressions.
+
+One :class:`RecommendationServer` per process (built at start-up, ``api.app.Services``) holds:
+
+* the **active bundle** (``recommend.serving.Bundle`` of the ``active`` model version): at most every
+  ``recommend_reload_seconds`` one cheap query (``id, serving_sha256`` of the active version, and the
+  running experiment) decides whether to load another; a load reads the blob, runs
+  ``Bundle.loads`` in a thread and swaps the reference (requests already running keep theirs).
+  Only the very first request of a process waits for a load; later checks run in one request while
+  the others serve what is loaded. Bundles of an experiment's other arms are cached by version id.
+* **failure states**: no active version (``NO_MODEL``), an active version without a serving bundle
+  or with one that does not load (``MODEL_UNAVAILABLE``): answers come from a database fallback
+  (best sellers and most viewed of the last 30 days, cached a minute, then the newest products),
+  never personal, and :meth:`RecommendationServer.health` reports ``degraded: <reason>`` for
+  ``/readyz``. A newly promoted version that does not load leaves the previous bundle serving.
+* the **catalogue**: every product row (what the GraphQL ``Product`` type shows) and the category
+  tree, re-read by delta on ``updated_at`` at most every ``recommend_catalog_max_age_ms`` (with an
+  overlap of :data:`OVERLAP` so a transaction that committed late is not missed); per loaded
+  bundle, arrays aligned with ``Bundle.items``: allowed (active, not archived, stock untracked or
+  above zero), category, brand and price. Archived, inactive and out-of-stock products are never
+  allowed, whichever component proposed them, and every answer is checked against the arrays
+  once more before it leaves.
+* the **shopper**: one statement per request (customer exists, latest ``personalization`` and
+  ``analytics`` consent, the last 20 product events of the session, purchased products).
+* **impressions**: every answer gets a ``recommendationId`` and a ``recommendation_impression``
+  row, written behind in batches (:class:`ImpressionBuffer`); a crash loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import String, and_, case, cast, func, insert, literal_column, null, union_all
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.catalog.models import Category, Product
+from domain.columns import UTCDateTime, utcnow
+from domain.consents.models import Consent
+from domain.events.models import Event
+from domain.orders.models import Order, OrderLine
+from domain.recommend.models import ModelVersion, RecommendationImpression
+from domain.sql import table
+from domain.users.models import Customer
+
+if TYPE_CHECKING:
+    from domain.db import Database
+    from domain.settings import Settings
+    from recommend.serving import Bundle, Ranked
+
+log = logging.getLogger("precis.recommend")
+
+OVERLAP = timedelta(seconds=5)  # catalogue deltas re-read this much before the newest change seen
+SESSION_EVENTS = 20  # the shopper's last product events that count as session signals
+SESSION_KINDS = ("view", "add_to_cart", "favorite", "purchase")
+PURCHASED_LIMIT = 1000  # excludePurchased: at most this many of the shopper's products
+FALLBACK_DAYS = 30  # the database fallback ranks the activity of these past days
+FALLBACK_SECONDS = 60.0  # ... and re-reads it at most this often
+FALLBACK_LIMIT = 2000
+FALLBACK_WEIGHTS = {"purchase": 5, "add_to_cart": 3, "favorite": 2, "view": 1}
+ARM_CACHE = 4  # experiment arm bundles kept besides the active one
+MAX_SHARE = 0.5  # diversity: at most this share of an answer from one category or one brand
+PERSONALIZATION = "personalization"
+ANALYTICS = "analytics"
+
+# Why an answer is not personal (GraphQL enum RecommendationFallback).
+NO_CONSENT = "NO_CONSENT"
+UNKNOWN_SHOPPER = "UNKNOWN_SHOPPER"
+ANONYMOUS = "ANONYMOUS"
+NO_MODEL = "NO_MODEL"
+MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+
+
+# -- the catalogue -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CategoryNode:
+    id: int
+    parent_id: int | None
+    name: str
+    path: str
+    row: Category
+
+
+class Catalog:
+    """Every product row and the category tree, kept current by deltas on ``updated_at``."""
+
+    def __init__(self) -> None:
+        self.products: dict[int, Product] = {}
+        self.categories: dict[int, CategoryNode] = {}
+        self.children: dict[int, list[int]] = {}
+        self.brands: dict[str, int] = {}  # casefolded brand -> code
+        self.version = 0  # bumped by every refresh that changed something
+        self.watermark: datetime | None = None  # newest updated_at seen
+        self.loaded_at = 0.0  # monotonic time of the last refresh
+        self._subtrees: dict[int, np.ndarray] = {}
+        self._newest: tuple[int, list[int]] | None = None
+
+    def brand_code(self, brand: str | None) -> int:
+        if not brand:
+            return -1
+        key = brand.casefold()
+        code = self.brands.get(key)
+        if code is None:
+            code = self.brands[key] = len(self.brands)
+        return code
+
+    async def refresh(self, session: AsyncSession) -> set[int]:
+        """Read what changed since the last refresh; returns the ids of changed products (and
+        marks a category change by bumping the version with an empty set when only categories
+        changed)."""
+        p = table(Product)
+        q = sa_select(Product)
+        if self.watermark is not None:
+            q = q.where(p.c.updated_at >= self.watermark - OVERLAP)
+        rows = (await session.execute(q)).scalars().all()
+        changed: set[int] = set()
+        newest = self.watermark
+        for row in rows:
+            session.expunge(row)  # a detached row, shared by every request from now on
+            pid = int(row.id or 0)
+            old = self.products.get(pid)
+            if old is None or old.updated_at != row.updated_at:
+                changed.add(pid)
+                self.products[pid] = row
+            if newest is None or row.updated_at > newest:
+                newest = row.updated_at
+        known = max(self.categories, default=0)
+        c = table(Category)
+        fresh = (
+            (await session.execute(sa_select(Category).where(c.c.id > known).order_by(c.c.id)))
+            .scalars()
+            .all()
+        )
+        for cat in fresh:
+            session.expunge(cat)
+            cid = int(cat.id or 0)
+            self.categories[cid] = CategoryNode(cid, cat.parent_id, cat.name, cat.path, cat)
+            if cat.parent_id is not None:
+                self.children.setdefault(int(cat.parent_id), []).append(cid)
+        if fresh:
+            self._subtrees.clear()
+        self.watermark = newest
+        self.loaded_at = time.monotonic()
+        if changed or fresh:
+            self.version += 1
+            self._newest = None
+        return changed
+
+    def subtree(self, category_id: int) -> np.ndarray:
+        """The category and all its sub-categories (ids); empty for an unknown category."""
+        found = self._subtrees.get(category_id)
+        if found is None:
+            out: list[int] = []
+            todo = [category_id] if category_id in self.categories else []
+            while todo:
+                cid = todo.pop()
+                out.append(cid)
+                todo.extend(self.children.get(cid, ()))
+            found = self._subtrees[category_id] = np.array(out, dtype=np.int64)
+        return found
+
+    def newest(self) -> list[int]:
+        """Product ids, newest first (the last resort of the fallback)."""
+        if self._newest is None or self._newest[0] != self.version:
+            ordered = sorted(self.products.values(), key=lambda r: (r.created_at, r.id or 0))
+            self._newest = (self.version, [int(r.id or 0) for r in reversed(ordered)])
+        return self._newest[1]
+
+
+def base_allowed(row: Product | None) -> bool:
+    """Never recommended: archived, inactive (hidden) or out of stock."""
+    return (
+        row is not None
+        and row.active
+        and row.archived_at is None
+        and (row.stock is None or row.stock > 0)
+    )
+
+
+@dataclass
+class Facts:
+    """Catalogue facts aligned with a bundle's items (one slot per item)."""
+
+    product_ids: np.ndarray  # int64, -1 for a key that is not a product id
+    allowed: np.ndarray  # bool
+    category: np.ndarray  # int32 category id, -1 none
+    brand: np.ndarray  # int32 brand code, -1 none
+    price: np.ndarray  # float64
+    tracked: np.ndarray  # bool: stock is tracked (and above zero when allowed)
+    positions: dict[int, int]  # product id -> item index
+
+    @classmethod
+    def build(cls, items: Sequence[str], catalog: Catalog) -> Facts:
+        n = len(items)
+        ids = np.full(n, -1, dtype=np.int64)
+        positions: dict[int, int] = {}
+        for i, key in enumerate(items):
+            try:
+                pid = int(key)
+            except (TypeError, ValueError):
+                continue
+            ids[i] = pid
+            positions[pid] = i
+        facts = cls(
+            product_ids=ids,
+            allowed=np.zeros(n, dtype=bool),
+            category=np.full(n, -1, dtype=np.int32),
+            brand=np.full(n, -1, dtype=np.int32),
+            price=np.zeros(n, dtype=np.float64),
+            tracked=np.zeros(n, dtype=bool),
+            positions=positions,
+        )
+        facts.update(positions, catalog)
+        return facts
+
+    def update(self, product_ids: Iterable[int], catalog: Catalog) -> None:
+        for pid in product_ids:
+            i = self.positions.get(pid)
+            if i is None:
+                continue
+            row = catalog.products.get(pid)
+            self.allowed[i] = base_allowed(row)
+            if row is None:
+                continue
+            self.category[i] = -1 if row.category_id is None else int(row.category_id)
+            self.brand[i] = catalog.brand_code(row.brand)
+            self.price[i] = float(row.price)
+            self.tracked[i] = row.stock is not None
+
+
+@dataclass
+class Loaded:
+    version_id: int
+    sha: str
+    bundle: Bundle
+    facts: Facts
+    catalog_version: int
+
+
+# -- filters -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a request narrows the answer to (validated by the API layer)."""
+
+    categories: tuple[int, ...] | None = None  # category ids (sub-categories included)
+    brands: tuple[str, ...] | None = None
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+    in_stock_only: bool = False  # also drops products whose stock is not tracked
+    exclude_purchased: bool = False
+
+    def mask(self, facts: Facts, catalog: Catalog) -> np.ndarray:
+        allowed = facts.allowed.copy()
+        if self.categories is not None:
+            wanted = [catalog.subtree(c) for c in self.categories]
+            ids = np.concatenate(wanted) if wanted else np.zeros(0, dtype=np.int64)
+            allowed &= np.isin(facts.category, ids)
+        if self.brands is not None:
+            codes = [catalog.brands.get(b.casefold(), -2) for b in self.brands]
+            allowed &= np.isin(facts.brand, np.array(codes, dtype=np.int32))
+        if self.price_min is not None:
+            allowed &= facts.price >= float(self.price_min)
+        if self.price_max is not None:
+            allowed &= facts.price <= float(self.price_max)
+        if self.in_stock_only:
+            allowed &= facts.tracked
+        return allowed
+
+    def admits(self, row: Product | None, catalog: Catalog) -> bool:
+        """The same rule for one product (the fallback path)."""
+        if row is None or not base_allowed(row):
+            return False
+        if self.categories is not None:
+            if row.category_id is None:
+                return False
+            if not any(int(row.category_id) in catalog.subtree(c) for c in self.categories):
+                return False
+        if self.brands is not None:
+            if not row.brand or row.brand.casefold() not in {b.casefold() for b in self.brands}:
+                return False
+        if self.price_min is not None and row.price < self.price_min:
+            return False
+        if self.price_max is not None and row.price > self.price_max:
+            return False
+        return not (self.in_stock_only and row.stock is None)
+
+
+# -- the shopper ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Shopper:
+    customer_id: int | None = None
+    anonymous_id: str | None = None
+    exists: bool = False
+    personalization: bool = False  # may get personal results
+    analytics: bool = False  # impressions may name the customer
+    recent: list[tuple[int, str, float]] = field(default_factory=list)  # (product, kind, age s)
+    purchased: set[int] = field(default_factory=set)
+
+
+def _part(q: Any, kind: str) -> Any:
+    sub = q.subquery()
+    cols = list(sub.c)
+    return sa_select(cast(literal_column(f"'{kind}'"), String).label("kind"), *cols)
+
+
+async def load_shopper(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    customer_id: int | None,
+    anonymous_id: str | None,
+    purchased: bool,
+    now: datetime,
+) -> Shopper:
+    """Everything about the shopper in one statement (a UNION ALL of small indexed reads)."""
+    shopper = Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
+    if customer_id is None and anonymous_id is None:
+        return shopper
+    e = table(Event)
+    since = now - timedelta(minutes=settings.recommend_session_minutes)
+    no_s = cast(null(), String)
+    no_at = cast(null(), UTCDateTime())
+    parts: list[Any] = []
+    who = (
+        e.c.customer_id == customer_id
+        if customer_id is not None
+        else and_(e.c.anonymous_id == anonymous_id, e.c.customer_id.is_(None))
+    )
+    parts.append(
+        _part(
+            sa_select(e.c.product_id.label("n"), e.c.type.label("s"), e.c.occurred_at.label("at"))
+            .where(
+                who,
+                e.c.product_id.is_not(None),
+                e.c.type.in_(SESSION_KINDS),
+                e.c.occurred_at >= since,
+            )
+            .order_by(e.c.occurred_at.desc(), e.c.id.desc())
+            .limit(SESSION_EVENTS),
+            "e",
+        )
+    )
+    if customer_id is not None:
+        c, k = table(Customer), table(Consent)
+        parts.append(
+            _part(
+                sa_select(c.c.id.label("n"), no_s.label("s"), no_at.label("at")).where(
+                    c.c.id == customer_id
+                ),
+                "c",
+            )
+        )
+        for purpose in (PERSONALIZATION, ANALYTICS):
+            parts.append(
+                _part(
+                    sa_select(
+                        case((k.c.granted, 1), else_=0).label("n"),
+                        cast(literal_column(f"'{purpose}'"), String).label("s"),
+                        no_at.label("at"),
+                    )
+                    .where(k.c.customer_id == customer_id, k.c.purpose == purpose)
+                    .order_by(k.c.id.desc())
+                    .limit(1),
+                    "k",
+                )
+            )
+        if purchased:
+            o, line = table(Order), table(OrderLine)
+            parts.append(
+                _part(
+                    sa_select(e.c.product_id.label("n"), no_s.label("s"), no_at.label("at"))
+                    .where(
+                        e.c.customer_id == customer_id,
+                        e.c.type == "purchase",
+                        e.c.product_id.is_not(None),
+                    )
+                    .limit(PURCHASED_LIMIT),
+                    "p",
+                )
+            )
+            parts.append(
+                _part(
+                    sa_select(line.c.product_id.label("n"), no_s.label("s"), no_at.label("at"))
+                    .select_from(line.join(o, o.c.id == line.c.order_id))
+                    .where(
+                        o.c.customer_id == customer_id,
+                        o.c.status != "cancelled",
+                        line.c.product_id.is_not(None),
+                    )
+                    .limit(PURCHASED_LIMIT),
+                    "p",
+                )
+            )
+    stmt: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+    rows: Sequence[Any] = (await session.execute(stmt)).all()
+    consent: dict[str, bool] = {}
+    for kind, n, s, at in rows:
+        if kind == "e" and n is not None:
+            age = max(0.0, (now - at).total_seconds()) if at is not None else 0.0
+            shopper.recent.append((int(n), str(s), age))
+        elif kind == "c":
+            shopper.exists = True
+        elif kind == "k":
+            consent[str(s)] = bool(n)
+        elif kind == "p" and n is not None:
+            shopper.purchased.add(int(n))
+    shopper.recent.sort(key=lambda r: r[2])
+    default = settings.analytics_consent_default
+    if customer_id is not None:
+        shopper.personalization = shopper.exists and consent.get(PERSONALIZATION, default)
+        shopper.analytics = shopper.exists and consent.get(ANALYTICS, default)
+    return shopper
+
+
+# -- the database fallback -----------------------------------------------------------------------
+
+
+class Fallback:
+    """Non-personal answers without a model: the most bought and viewed products of the last
+    :data:`FALLBACK_DAYS` days (purchase 5, add to cart 3, favourite 2, view 1), then the newest
+    products; the ranking is re-read at most every :data:`FALLBACK_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.ranked: list[int] = []
+        self.read_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, session: AsyncSession, now: datetime) -> None:
+        fresh = self.read_at is not None and time.monotonic() - self.read_at < FALLBACK_SECONDS
+        if fresh or (self._lock.locked() and self.read_at is not None):
+            return
+        async with self._lock:
+            if self.read_at is not None and time.monotonic() - self.read_at < FALLBACK_SECONDS:
+                return
+            e = table(Event)
+            weight = case(*((e.c.type == kind, w) for kind, w in FALLBACK_WEIGHTS.items()), else_=0)
+            score = func.sum(weight).label("score")
+            q = (
+                sa_select(e.c.product_id, score)
+                .where(
+                    e.c.occurred_at >= now - timedelta(days=FALLBACK_DAYS),
+                    e.c.product_id.is_not(None),
+                    e.c.type.in_(tuple(FALLBACK_WEIGHTS)),
+                )
+                .group_by(e.c.product_id)
+                .order_by(score.desc(), e.c.product_id)
+                .limit(FALLBACK_LIMIT)
+            )
+            self.ranked = [int(pid) for pid, _ in (await session.execute(q)).all()]
+            self.read_at = time.monotonic()
+
+    def candidates(self, catalog: Catalog) -> Iterable[tuple[int, str]]:
+        """(product id, reason) in order: popular, then newest."""
+        seen: set[int] = set()
+        for pid in self.ranked:
+            seen.add(pid)
+            yield pid, "popular"
+        for pid in catalog.newest():
+            if pid not in seen:
+                yield pid, "new"
+
+
+# -- impressions ---------------------------------------------------------------------------------
+
+
+class ImpressionBuffer:
+    """Impressions written behind: ``add`` queues a row; ``flush`` inserts every queued row with
+    one statement in its own unit of work, every ``interval_ms`` while started and once more on
+    ``stop``. A failed flush is retried once with the customers that no longer exist (erased
+    meanwhile) set to null; if that fails too, the batch is logged and dropped (impressions are
+    server-generated statistics, not client data)."""
+
+    def __init__(self, db: Database, interval_ms: int) -> None:
+        self.db = db
+        self.interval = interval_ms / 1000
+        self.pending: list[dict[str, Any]] = []
+        self.written = 0
+        self.failures = 0
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.pending.append(row)
+
+    async def flush(self) -> int:
+        async with self._lock:
+            taken, self.pending = self.pending, []
+            if not taken:
+                return 0
+            try:
+                await write_impressions(self.db, taken)
+            except IntegrityError:
+                try:
+                    await write_impressions(self.db, await _known_customers(self.db, taken))
+                except Exception:
+                    self.failures += 1
+                    log.exception("recommendation impressions: %d rows dropped", len(taken))
+                    return 0
+            except Exception:
+                self.failures += 1
+                log.exception("recommendation impressions: %d rows dropped", len(taken))
+                return 0
+            self.written += len(taken)
+            return len(taken)
+
+    def start(self) -> None:
+        if self._task is None and self.interval > 0:
+            self._stopping.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            if not self._stopping.is_set():
+                await self.flush()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        await self.flush()
+
+
+async def write_impressions(db: Database, rows: list[dict[str, Any]]) -> None:
+    async with db.unit_of_work() as session:
+        await session.execute(insert(table(RecommendationImpression)), rows)
+
+
+async def _known_customers(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {r["customer_id"] for r in rows if r["customer_id"] is not None}
+    c = table(Customer)
+    async with db.read_only() as session:
+        known = set((await session.execute(sa_select(c.c.id).where(c.c.id.in_(ids)))).scalars())
+    return [
+        {**r, "customer_id": r["customer_id"] if r["customer_id"] in known else None} for r in rows
+    ]
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    product: Product
+    score: float
+    reason: str  # one of recommend.serving.REASONS, or "new" (fallback: newest products)
+    source: Product | None = None  # the product that explains it
+    category: CategoryNode | None = None  # "popular in Y"
+
+
+@dataclass
+class Answer:
+    recommendation_id: str
+    model_version: int | None
+    personal: bool
+    fallback: str | None
+    items: list[Item]
+    experiment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One request, as the API layer validated it."""
+
+    surface: str  # recommendations, similar, together, trending
+    scenario: str | None = "HOME"
+    customer_id: int | None = None
+    anonymous_id: str | None = None
+    product: int | None = None  # PRODUCT scenario / similarProducts
+    cart: tuple[int, ...] = ()  # CART scenario / boughtTogether
+    recent: tuple[int, ...] = ()  # client-side session signals, newest first
+    category: int | None = None  # trendingProducts(category)
+    first: int = 10
+    filter: Filter = field(default_factory=Filter)
+
+
+class RecommendationServer:
+    """See the module docstring."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.catalog = Catalog()
+        self.fallback = Fallback()
+        self.active: Loaded | None = None
+        self.arms: OrderedDict[int, Loaded] = OrderedDict()
+        self.experiment: tuple[int, list[dict[str, Any]]] | None = None
+        self.problem: str | None = None  # why degraded ("no active model version", ...)
+        self.fallback_code: str | None = None  # NO_MODEL / MODEL_UNAVAILABLE when no bundle
+        self.checked_at: float | None = None
+        self.impressions = ImpressionBuffer(db, settings.recommend_impression_flush_ms)
+        self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
+        self._check_lock = asyncio.Lock()
+        self._catalog_lock = asyncio.Lock()
+
+    # -- life cycle --
+
+    def start(self) -> None:
+        self.impressions.start()
+
+    async def stop(self) -> None:
+        await self.impressions.stop()
+
+    def health(self) -> str:
+        """For ``/readyz``: ``ok: version N`` or ``degraded: <reason>; serving non-personal``."""
+        if self.checked_at is None:
+            return "ok: not loaded yet (first request loads the active model)"
+        if self.active is not None and self.problem is None:
+            return f"ok: version {self.active.version_id}"
+        if self.active is not None:
+            return f"degraded: {self.problem}; serving version {self.active.version_id}"
+        return f"degraded: {self.problem}; serving non-personal"
+
+    # -- keeping current --
+
+    async def ensure(self, session: AsyncSession) -> None:
+        """The reload check and the catalogue refresh, when due."""
+        reload = self.settings.recommend_reload_seconds
+        now = time.monotonic()
+        due = self.checked_at is None or reload == 0 or now - self.checked_at >= reload
+        if due:
+            if self.checked_at is None or reload == 0:
+                async with self._check_lock:
+                    if self.checked_at is None or reload == 0:
+                        await self._check(session)
+            elif not self._check_lock.locked():
+                async with self._check_lock:
+                    await self._check(session)
+        max_age = self.settings.recommend_catalog_max_age_ms / 1000
+        if self.catalog.loaded_at == 0.0 or max_age == 0 or now - self.catalog.loaded_at >= max_age:
+            if self.catalog.loaded_at == 0.0 or max_age == 0:
+                async with self._catalog_lock:
+                    await self._refresh_catalog(session)
+            elif not self._catalog_lock.locked():
+                async with self._catalog_lock:
+                    await self._refresh_catalog(session)
+
+    async def _refresh_catalog(self, session: AsyncSession) -> None:
+        changed = await self.catalog.refresh(session)
+        for loaded in self._loaded():
+            if changed:
+                loaded.facts.update(changed, self.catalog)
+            loaded.catalog_version = self.catalog.version
+
+    def _loaded(self) -> list[Loaded]:
+        out = list(self.arms.values())
+        if self.active is not None:
+            out.append(self.active)
+        return out
+
+    async def _check(self, session: AsyncSession) -> None:
+        mv = table(ModelVersion)
+        row = (
+            await session.execute(
+                sa_select(
+                    mv.c.id, mv.c.serving_sha256, mv.c.serving.is_not(None).label("has")
+                ).where(mv.c.status == "active")
+            )
+        ).first()
+        await self._check_experiment(session)
+        self.checked_at = time.monotonic()
+        if row is None:
+            self.active, self.problem, self.fallback_code = (
+                None,
+                "no active model version",
+                NO_MODEL,
+            )
+            return
+        version_id, sha, has = int(row[0]), row[1], bool(row[2])
+        if (
+            self.active is not None
+            and self.active.version_id == version_id
+            and self.active.sha == sha
+        ):
+            self.problem = None
+            return
+        if not has:
+            self._unavailable(version_id, f"active version {version_id} has no serving bundle")
+            return
+        if (version_id, sha) in self._bad:
+            return  # already reported; the previous bundle (if any) keeps serving
+        loaded = await self._load(session, version_id)
+        if loaded is None:
+            self._bad.add((version_id, sha))
+            self._unavailable(version_id, f"active version {version_id}: serving bundle is corrupt")
+            return
+        self.active, self.problem, self.fallback_code = loaded, None, None
+        self.arms.pop(version_id, None)
+
+    def _unavailable(self, version_id: int, reason: str) -> None:
+        self.problem = reason
+        if self.active is None or self.active.version_id == version_id:
+            self.active = None
+            self.fallback_code = MODEL_UNAVAILABLE
+
+    async def _check_experiment(self, session: AsyncSession) -> None:
+        try:
+            from domain.recommend.experiments import running
+        except ImportError:  # pragma: no cover - experiments not built yet
+            self.experiment = None
+            return
+        exp = await running(session)
+        if exp is None or exp.id is None:
+            self.experiment = None
+            return
+        self.experiment = (int(exp.id), list(exp.arms))
+        for arm in exp.arms:
+            vid = int(arm["version_id"])
+            if (self.active is not None and self.active.version_id == vid) or vid in self.arms:
+                continue
+            loaded = await self._load(session, vid)
+            if loaded is not None:
+                self.arms[vid] = loaded
+                while len(self.arms) > ARM_CACHE:
+                    self.arms.popitem(last=False)
+
+    async def _load(self, session: AsyncSession, version_id: int) -> Loaded | None:
+        from recommend.hybrid import ArtifactError
+        from recommend.serving import Bundle
+
+        mv = table(ModelVersion)
+        row = (
+            await session.execute(
+                sa_select(mv.c.serving, mv.c.serving_sha256).where(mv.c.id == version_id)
+            )
+        ).first()
+        if row is None or row[0] is None:
+            return None
+        blob, sha = bytes(row[0]), row[1]
+        try:
+            bundle = await asyncio.to_thread(Bundle.loads, blob)
+        except ArtifactError as exc:
+            log.error("model version %s: serving bundle does not load: %s", version_id, exc)
+            return None
+        if self.catalog.loaded_at == 0.0:
+            async with self._catalog_lock:
+                if self.catalog.loaded_at == 0.0:
+                    await self.catalog.refresh(session)
+        facts = Facts.build([str(x) for x in bundle.items], self.catalog)
+        return Loaded(version_id, sha or "", bundle, facts, self.catalog.version)
+
+    # -- answering --
+
+    def _pick(
+        self, customer_id: int | None, anonymous_id: str | None
+    ) -> tuple[Loaded | None, int | None]:
+        active = self.active
+        exp = self.experiment
+        key = (
+            f"c:{customer_id}"
+            if customer_id is not None
+            else (f"a:{anonymous_id}" if anonymous_id else None)
+        )
+        if exp is None or key is None or active is None:
+            return active, None
+        from domain.recommend.experiments import arm_for
+
+        vid = arm_for(exp[0], exp[1], key)
+        if vid == active.version_id:
+            return active, exp[0]
+        found = self.arms.get(vid)
+        if found is None:
+            return active, None  # the arm's bundle did not load: the active model serves
+        self.arms.move_to_end(vid)
+        return found, exp[0]
+
+    async def answer(self, session: AsyncSession, ask: Ask) -> Answer:
+        """Rank for one request and queue its impression (written behind, or now when the flush
+        interval is 0)."""
+        await self.ensure(session)
+        now = utcnow()
+        shopper = await load_shopper(
+            session,
+            self.settings,
+            customer_id=ask.customer_id,
+            anonymous_id=ask.anonymous_id if ask.customer_id is None else None,
+            purchased=ask.filter.exclude_purchased,
+            now=now,
+        )
+        loaded, experiment_id = self._pick(
+            ask.customer_id if shopper.exists else None,
+            ask.anonymous_id if ask.customer_id is None else None,
+        )
+        # What the answer may use about the shopper.
+        fallback: str | None
+        if ask.customer_id is not None:
+            if not shopper.exists:  # unknown, or erased
+                personal_ok, fallback = False, UNKNOWN_SHOPPER
+            elif not shopper.personalization:
+                personal_ok, fallback = False, NO_CONSENT
+            else:
+                personal_ok, fallback = True, None
+        else:
+            personal_ok, fallback = False, ANONYMOUS
+        # Session signals: the client's, then the stored ones; none at all without consent.
+        recent: list[tuple[int, str, float]] = []
+        if fallback != NO_CONSENT:
+            seen: set[int] = set()
+            client = [(pid, "view", 0.0) for pid in ask.recent]
+            for pid, kind, age in [*client, *shopper.recent]:
+                if pid not in seen:
+                    seen.add(pid)
+                    recent.append((pid, kind, age))
+            recent = recent[:SESSION_EVENTS]
+        exclude = set(shopper.purchased) if ask.filter.exclude_purchased and personal_ok else set()
+        if loaded is None:
+            await self.fallback.ensure(session, now)
+            items = self._fallback_items(ask, exclude, recent)
+            answer = Answer(
+                uuid.uuid4().hex, None, False, self.fallback_code or NO_MODEL, items, None
+            )
+        else:
+            items, used = self._rank(loaded, ask, personal_ok, recent, exclude)
+            personal = personal_ok and used
+            if ask.surface != "recommendations":
+                personal, fallback = False, None  # item-to-item lists are not about a shopper
+            elif personal_ok and not personal:
+                fallback = UNKNOWN_SHOPPER  # a customer the model does not know, no session yet
+            answer = Answer(
+                uuid.uuid4().hex,
+                loaded.version_id,
+                personal,
+                None if personal else fallback,
+                items,
+                experiment_id,
+            )
+        await self._record(ask, shopper, answer, now)
+        return answer
+
+    def _rank(
+        self,
+        loaded: Loaded,
+        ask: Ask,
+        personal_ok: bool,
+        recent: list[tuple[int, str, float]],
+        exclude: set[int],
+    ) -> tuple[list[Item], bool]:
+        from recommend.serving import RankRequest, Recent, View
+
+        bundle, facts = loaded.bundle, loaded.facts
+        if loaded.catalog_version != self.catalog.version:
+            facts.update(self.catalog.products, self.catalog)  # pragma: no cover - safety net
+            loaded.catalog_version = self.catalog.version
+        mask = ask.filter.mask(facts, self.catalog)
+        view = View(allowed=mask, category=facts.category, brand=facts.brand, max_share=MAX_SHARE)
+        k = ask.first
+        user = str(ask.customer_id) if personal_ok and ask.customer_id is not None else None
+        known_user = user is not None and user in bundle.user_index
+        ranked: list[Ranked]
+        if ask.surface == "similar":
+            assert ask.product is not None
+            key = str(ask.product)
+            if key in bundle.item_index:
+                ranked = bundle.similar_items(key, k, view)
+            else:
+                row = self.catalog.products.get(ask.product)
+                text = _text(row, self.catalog) if row is not None else ""
+                ranked = bundle.similar_to_text(text, k, view) if text else []
+        elif ask.surface == "together":
+            ranked = bundle.bought_together([str(p) for p in ask.cart], k, view)
+        elif ask.surface == "trending":
+            cat_mask = None
+            if ask.category is not None:
+                cat_mask = np.isin(facts.category, self.catalog.subtree(ask.category))
+            ranked = bundle.trending_items(cat_mask, k, view)
+        else:
+            request = RankRequest(
+                scenario=ask.scenario or "HOME",
+                user=user,
+                personal=personal_ok,
+                product=None if ask.product is None else str(ask.product),
+                cart=tuple(str(p) for p in ask.cart),
+                recent=tuple(Recent(str(p), kind, age) for p, kind, age in recent),
+                exclude=frozenset(str(p) for p in exclude),
+                k=k,
+            )
+            ranked = bundle.rank(request, view)
+        used_personal = known_user or bool(recent and personal_ok)
+        return self._items(ranked, facts, mask, exclude, ask, k), used_personal
+
+    def _items(
+        self,
+        ranked: Sequence[Ranked],
+        facts: Facts,
+        mask: np.ndarray,
+        exclude: set[int],
+        ask: Ask,
+        k: int,
+    ) -> list[Item]:
+        """Ranked keys -> product rows; the last guard: nothing not allowed ever leaves."""
+        context = {ask.product, *ask.cart}
+        out: list[Item] = []
+        taken: set[int] = set()
+        for r in ranked:
+            try:
+                pid = int(r.item)
+            except (TypeError, ValueError):
+                continue
+            i = facts.positions.get(pid)
+            if i is None or not mask[i] or pid in exclude or pid in context or pid in taken:
+                continue
+            row = self.catalog.products.get(pid)
+            if row is None or not base_allowed(row):
+                continue
+            source = None
+            if r.source is not None:
+                try:
+                    source = self.catalog.products.get(int(r.source))
+                except (TypeError, ValueError):
+                    source = None
+            category = None
+            if r.category is not None and r.category >= 0:
+                category = self.catalog.categories.get(int(r.category))
+            elif r.reason == "popular" and row.category_id is not None:
+                category = self.catalog.categories.get(int(row.category_id))
+            taken.add(pid)
+            out.append(Item(row, float(r.score), r.reason, source, category))
+            if len(out) >= k:
+                break
+        return out
+
+    def _fallback_items(
+        self, ask: Ask, exclude: set[int], recent: list[tuple[int, str, float]]
+    ) -> list[Item]:
+        catalog = self.catalog
+        context = {ask.product, *ask.cart, *(p for p, _, _ in recent)}
+        flt = ask.filter
+        subtree: set[int] | None = None
+        if ask.surface == "trending" and ask.category is not None:
+            subtree = set(catalog.subtree(ask.category).tolist())
+        prefer: int | None = None
+        if ask.product is not None:
+            row = catalog.products.get(ask.product)
+            prefer = None if row is None else row.category_id
+        out: list[Item] = []
+        later: list[Item] = []
+        n = 0
+        for pid, reason in self.fallback.candidates(catalog):
+            if len(out) >= ask.first:
+                break
+            if pid in exclude or pid in context:
+                continue
+            row = catalog.products.get(pid)
+            if row is None or not flt.admits(row, catalog):
+                continue
+            if subtree is not None and (row.category_id is None or row.category_id not in subtree):
+                continue
+            n += 1
+            node = catalog.categories.get(int(row.category_id)) if row.category_id else None
+            item = Item(row, 1.0 / n, reason, None, node)
+            if prefer is not None and row.category_id != prefer:
+                later.append(item)
+                continue
+            out.append(item)
+        out.extend(later[: max(0, ask.first - len(out))])
+        return out
+
+    async def _record(self, ask: Ask, shopper: Shopper, answer: Answer, now: datetime) -> None:
+        row = {
+            "id": answer.recommendation_id,
+            "served_at": now,
+            "customer_id": ask.customer_id if shopper.exists and shopper.analytics else None,
+            "anonymous_id": ask.anonymous_id if ask.customer_id is None else None,
+            "surface": ask.surface,
+            "scenario": ask.scenario,
+            "model_version_id": answer.model_version,
+            "experiment_id": answer.experiment_id,
+            "personal": answer.personal,
+            "fallback": answer.fallback,
+            "product_ids": [int(i.product.id or 0) for i in answer.items],
+        }
+        if self.impressions.interval > 0:
+            self.impressions.add(row)
+        else:
+            await write_impressions(self.db, [row])
+
+
+def _text(row: Product, catalog: Catalog) -> str:
+    """A product's text the way training builds it (title, brand, category path, description)."""
+    node = catalog.categories.get(int(row.category_id)) if row.category_id else None
+    parts = (row.title, row.brand, node.path if node else None, (row.description or "")[:500])
+    return " ".join(x for x in parts if x)
