@@ -42,7 +42,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import String, and_, case, cast, func, insert, literal_column, null, union_all
+from sqlalchemy import (
+    BigInteger,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal_column,
+    null,
+    union_all,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -322,28 +334,25 @@ def _part(q: Any, kind: str) -> Any:
     return sa_select(cast(literal_column(f"'{kind}'"), String).label("kind"), *cols)
 
 
-async def load_shopper(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    customer_id: int | None,
-    anonymous_id: str | None,
-    purchased: bool,
-    now: datetime,
-) -> Shopper:
-    """Everything about the shopper in one statement (a UNION ALL of small indexed reads)."""
-    shopper = Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
-    if customer_id is None and anonymous_id is None:
-        return shopper
+_SHOPPER_STATEMENTS: dict[tuple[bool, bool], Any] = {}
+
+
+def shopper_statement(by_customer: bool, purchased: bool) -> Any:
+    """The shopper's statement, built once per shape (parameters ``cid`` or ``aid``, and
+    ``since``), so a request only binds values (SQLAlchemy's compiled cache does the rest)."""
+    found = _SHOPPER_STATEMENTS.get((by_customer, purchased))
+    if found is not None:
+        return found
     e = table(Event)
-    since = now - timedelta(minutes=settings.recommend_session_minutes)
+    cid = bindparam("cid", type_=BigInteger())
+    since = bindparam("since", type_=UTCDateTime())
     no_s = cast(null(), String)
     no_at = cast(null(), UTCDateTime())
     parts: list[Any] = []
     who = (
-        e.c.customer_id == customer_id
-        if customer_id is not None
-        else and_(e.c.anonymous_id == anonymous_id, e.c.customer_id.is_(None))
+        e.c.customer_id == cid
+        if by_customer
+        else and_(e.c.anonymous_id == bindparam("aid", type_=String()), e.c.customer_id.is_(None))
     )
     parts.append(
         _part(
@@ -359,12 +368,12 @@ async def load_shopper(
             "e",
         )
     )
-    if customer_id is not None:
+    if by_customer:
         c, k = table(Customer), table(Consent)
         parts.append(
             _part(
                 sa_select(c.c.id.label("n"), no_s.label("s"), no_at.label("at")).where(
-                    c.c.id == customer_id
+                    c.c.id == cid
                 ),
                 "c",
             )
@@ -377,7 +386,7 @@ async def load_shopper(
                         cast(literal_column(f"'{purpose}'"), String).label("s"),
                         no_at.label("at"),
                     )
-                    .where(k.c.customer_id == customer_id, k.c.purpose == purpose)
+                    .where(k.c.customer_id == cid, k.c.purpose == purpose)
                     .order_by(k.c.id.desc())
                     .limit(1),
                     "k",
@@ -389,7 +398,7 @@ async def load_shopper(
                 _part(
                     sa_select(e.c.product_id.label("n"), no_s.label("s"), no_at.label("at"))
                     .where(
-                        e.c.customer_id == customer_id,
+                        e.c.customer_id == cid,
                         e.c.type == "purchase",
                         e.c.product_id.is_not(None),
                     )
@@ -402,7 +411,7 @@ async def load_shopper(
                     sa_select(line.c.product_id.label("n"), no_s.label("s"), no_at.label("at"))
                     .select_from(line.join(o, o.c.id == line.c.order_id))
                     .where(
-                        o.c.customer_id == customer_id,
+                        o.c.customer_id == cid,
                         o.c.status != "cancelled",
                         line.c.product_id.is_not(None),
                     )
@@ -411,7 +420,31 @@ async def load_shopper(
                 )
             )
     stmt: Any = union_all(*parts) if len(parts) > 1 else parts[0]
-    rows: Sequence[Any] = (await session.execute(stmt)).all()
+    _SHOPPER_STATEMENTS[(by_customer, purchased)] = stmt
+    return stmt
+
+
+async def load_shopper(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    customer_id: int | None,
+    anonymous_id: str | None,
+    purchased: bool,
+    now: datetime,
+) -> Shopper:
+    """Everything about the shopper in one statement (a UNION ALL of small indexed reads)."""
+    shopper = Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
+    if customer_id is None and anonymous_id is None:
+        return shopper
+    since = now - timedelta(minutes=settings.recommend_session_minutes)
+    if customer_id is not None:
+        stmt = shopper_statement(True, purchased)
+        params: dict[str, Any] = {"cid": customer_id, "since": since}
+    else:
+        stmt = shopper_statement(False, False)
+        params = {"aid": anonymous_id, "since": since}
+    rows: Sequence[Any] = (await session.execute(stmt, params)).all()
     consent: dict[str, bool] = {}
     for kind, n, s, at in rows:
         if kind == "e" and n is not None:
@@ -612,6 +645,7 @@ class RecommendationServer:
         self.checked_at: float | None = None
         self.impressions = ImpressionBuffer(db, settings.recommend_impression_flush_ms)
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
+        self._bad_arms: set[int] = set()
         self._check_lock = asyncio.Lock()
         self._catalog_lock = asyncio.Lock()
 
@@ -671,6 +705,11 @@ class RecommendationServer:
         return out
 
     async def _check(self, session: AsyncSession) -> None:
+        await self._check_active(session)
+        await self._check_experiment(session)
+        self.checked_at = time.monotonic()
+
+    async def _check_active(self, session: AsyncSession) -> None:
         mv = table(ModelVersion)
         row = (
             await session.execute(
@@ -679,8 +718,6 @@ class RecommendationServer:
                 ).where(mv.c.status == "active")
             )
         ).first()
-        await self._check_experiment(session)
-        self.checked_at = time.monotonic()
         if row is None:
             self.active, self.problem, self.fallback_code = (
                 None,
@@ -730,8 +767,12 @@ class RecommendationServer:
             vid = int(arm["version_id"])
             if (self.active is not None and self.active.version_id == vid) or vid in self.arms:
                 continue
+            if vid in self._bad_arms:
+                continue
             loaded = await self._load(session, vid)
-            if loaded is not None:
+            if loaded is None:
+                self._bad_arms.add(vid)  # its shoppers get the active model
+            else:
                 self.arms[vid] = loaded
                 while len(self.arms) > ARM_CACHE:
                     self.arms.popitem(last=False)
@@ -825,14 +866,19 @@ class RecommendationServer:
                     recent.append((pid, kind, age))
             recent = recent[:SESSION_EVENTS]
         exclude = set(shopper.purchased) if ask.filter.exclude_purchased and personal_ok else set()
-        if loaded is None:
+        ranked: tuple[list[Item], bool] | None = None
+        if loaded is not None:
+            try:
+                ranked = self._rank(loaded, ask, personal_ok, recent, exclude)
+            except Exception:  # a model bug must not fail the request: serve the fallback
+                log.exception("model version %s: ranking failed", loaded.version_id)
+        if loaded is None or ranked is None:
             await self.fallback.ensure(session, now)
             items = self._fallback_items(ask, exclude, recent)
-            answer = Answer(
-                uuid.uuid4().hex, None, False, self.fallback_code or NO_MODEL, items, None
-            )
+            code = MODEL_UNAVAILABLE if loaded is not None else (self.fallback_code or NO_MODEL)
+            answer = Answer(uuid.uuid4().hex, None, False, code, items, None)
         else:
-            items, used = self._rank(loaded, ask, personal_ok, recent, exclude)
+            items, used = ranked
             personal = personal_ok and used
             if ask.surface != "recommendations":
                 personal, fallback = False, None  # item-to-item lists are not about a shopper

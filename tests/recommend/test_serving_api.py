@@ -584,3 +584,50 @@ async def test_impressions_are_written_behind(
     rows = await impressions(api.db)
     assert [r["id"] for r in rows] == [answer.recommendation_id]
     assert rows[0]["product_ids"] == [i.product.id for i in answer.items]
+
+
+async def test_a_running_experiment_splits_shoppers_between_versions(
+    api: Api, world: dict[str, Any], serving_blob: bytes
+) -> None:
+    from domain.recommend.experiments import arm_for
+
+    control = world["version"]
+    challenger = await add_version(api.db, serving_blob, status="candidate")
+    body = await api.gql(
+        """mutation($input: StartExperimentInput!) { startExperiment(input: $input) {
+        experiment { id } errors { code message } } }""",
+        {
+            "input": {
+                "name": "ab",
+                "arms": [
+                    {"versionId": encode_id("ModelVersion", control), "weight": 1},
+                    {"versionId": encode_id("ModelVersion", challenger), "weight": 1},
+                ],
+            }
+        },
+        scopes="models:write",
+    )
+    assert body["data"]["startExperiment"]["errors"] == [], body
+    async with api.db.read_only() as session:
+        experiment_id, arms = (await session.execute(text("SELECT id, arms FROM experiment"))).one()
+    if isinstance(arms, str):
+        import json
+
+        arms = json.loads(arms)
+    served: dict[int, int] = {}
+    for n in range(12):
+        customer = world["customers"][f"c{n}"]
+        answer = await recommend(api, userId=user_id(customer))
+        expected = arm_for(int(experiment_id), arms, f"c:{customer}")
+        assert answer["modelVersion"] == expected, (n, answer)
+        assert (await recommend(api, userId=user_id(customer)))["modelVersion"] == expected
+        served[expected] = served.get(expected, 0) + 1
+        rows = {r["id"]: r for r in await impressions(api.db)}
+        row = rows[answer["recommendationId"]]
+        assert row["experiment_id"] == experiment_id and row["model_version_id"] == expected
+    assert set(served) == {control, challenger}, served  # 12 shoppers: both arms (fixed hash)
+    # no shopper to hash (a server asking without a user): the active version, no experiment
+    anonymous = await recommend(api)
+    assert anonymous["modelVersion"] == control
+    rows = {r["id"]: r for r in await impressions(api.db)}
+    assert rows[anonymous["recommendationId"]]["experiment_id"] is None
