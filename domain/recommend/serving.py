@@ -15,8 +15,9 @@ One :class:`RecommendationServer` per process (built at start-up, ``api.app.Serv
   never personal, and :meth:`RecommendationServer.health` reports ``degraded: <reason>`` for
   ``/readyz``. A newly promoted version that does not load leaves the previous bundle serving.
 * the **catalogue**: every product row (what the GraphQL ``Product`` type shows) and the category
-  tree, re-read by delta on ``updated_at`` at most every ``recommend_catalog_max_age_ms`` (with an
-  overlap of :data:`OVERLAP` so a transaction that committed late is not missed); per loaded
+  tree, re-read by delta on ``updated_at`` at most every ``recommend_catalog_max_age_ms``: rows
+  stamped since :data:`OVERLAP` before the previous read started, so a transaction that committed
+  late (or a writer whose clock is a little behind) is not missed; per loaded
   bundle, arrays aligned with ``Bundle.items``: allowed (active, not archived, stock untracked or
   above zero), category, brand and price. Archived, inactive and out-of-stock products are never
   allowed, whichever component proposed them, and every answer is checked against the arrays
@@ -117,7 +118,7 @@ class Catalog:
         self.children: dict[int, list[int]] = {}
         self.brands: dict[str, int] = {}  # casefolded brand -> code
         self.version = 0  # bumped by every refresh that changed something
-        self.watermark: datetime | None = None  # newest updated_at seen
+        self.since: datetime | None = None  # the next refresh reads rows updated from here
         self.loaded_at = 0.0  # monotonic time of the last refresh
         self._subtrees: dict[int, np.ndarray] = {}
         self._newest: tuple[int, list[int]] | None = None
@@ -137,11 +138,11 @@ class Catalog:
         changed)."""
         p = table(Product)
         q = sa_select(Product)
-        if self.watermark is not None:
-            q = q.where(p.c.updated_at >= self.watermark - OVERLAP)
+        if self.since is not None:
+            q = q.where(p.c.updated_at >= self.since)
+        started = utcnow()
         rows = (await session.execute(q)).scalars().all()
         changed: set[int] = set()
-        newest = self.watermark
         for row in rows:
             session.expunge(row)  # a detached row, shared by every request from now on
             pid = int(row.id or 0)
@@ -149,8 +150,6 @@ class Catalog:
             if old is None or old.updated_at != row.updated_at:
                 changed.add(pid)
                 self.products[pid] = row
-            if newest is None or row.updated_at > newest:
-                newest = row.updated_at
         known = max(self.categories, default=0)
         c = table(Category)
         fresh = (
@@ -166,7 +165,9 @@ class Catalog:
                 self.children.setdefault(int(cat.parent_id), []).append(cid)
         if fresh:
             self._subtrees.clear()
-        self.watermark = newest
+        # Writers stamp updated_at with their own clock before they commit: a row committed up
+        # to OVERLAP after its stamp (or stamped by a clock up to OVERLAP behind) is still read.
+        self.since = started - OVERLAP
         self.loaded_at = time.monotonic()
         if changed or fresh:
             self.version += 1

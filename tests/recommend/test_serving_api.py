@@ -15,6 +15,7 @@ import pytest_asyncio
 from sqlalchemy import func, insert, select, text, update
 
 from api.ids import encode_id
+from domain.catalog.models import Product
 from domain.db import Database
 from domain.recommend.models import ModelVersion, RecommendationImpression
 from domain.settings import Settings
@@ -441,6 +442,18 @@ async def test_hidden_products_never_returned(api: Api, world: dict[str, Any]) -
         assert not hidden & set(ids(payload)), (query, payload)
     anonymous = await recommend(api, first=50, recentProductIds=[shown[4]])
     assert not hidden & set(ids(anonymous))
+    # a write that committed late (stamped before the previous catalogue read) is still seen
+    from datetime import UTC, datetime, timedelta
+
+    late = ids(after)[0]
+    async with api.db.unit_of_work() as session:
+        t = table(Product)
+        await session.execute(
+            update(t)
+            .where(t.c.id == index_of(late) + 1)
+            .values(active=False, updated_at=datetime.now(UTC) - timedelta(seconds=3))
+        )
+    assert late not in ids(await recommend(api, userId=c0, first=50))
     # back in stock: recommendable again
     await api.gql(
         UPSERT,
