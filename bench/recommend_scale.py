@@ -26,9 +26,20 @@ EASE needs a dense ``n_items^2`` Gram matrix and its inverse: at 20,000 items 3.
 and about ``2 n^3`` flops. By default it is measured on the most popular 2,000 / 4,000 / 8,000 items
 and extrapolated (``--ease-sizes``); ``--components ease`` runs it at full size.
 
+Serving (``--serving``, on by default; ``--serving-only`` skips the per-component runs): a hybrid of
+``--serving-components`` (default item-kNN, ALS, content, bought together, trending; fixed HOME
+weights, no tuning) is fitted and its serving bundle (recommend/serving.py) built: build seconds,
+bundle MB (the blob and the arrays in memory), ``Bundle.loads`` seconds (best of 3; also for a
+zlib-compressed blob, which is not what is stored), and ``Bundle.rank`` per-request microseconds
+(p50 / p99, in-process, one thread) for HOME with a known shopper, 3 recent items (a view, an add to
+cart, a view) and a filter (about 80 % of products in stock, one category in ten left out), k = 10,
+against the baseline of a plain top-10 slice of the same shopper's precomputed list turned into item
+keys, timed alternately in the same loop (``rank ratio`` = rank p50 / baseline p50).
+
     .venv/bin/python bench/recommend_scale.py [--quick] [--users N] [--items N]
         [--interactions N] [--components a,b,...] [--k 50] [--ease-sizes 2000,4000,8000]
-        [--json FILE]
+        [--serving | --no-serving] [--serving-only] [--serving-components a,b,...]
+        [--requests N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -312,6 +323,146 @@ def ease_probe(train: TrainSet, sizes: list[int], full_items: int) -> dict[str, 
     return out
 
 
+SERVING_COMPONENTS = "itemknn,als,content,together,trending"
+# HOME blend of the serving bench (the refresh job tunes these; fixed here so runs compare).
+SERVING_WEIGHTS = {"itemknn": 1.0, "als": 1.0, "content": 0.25, "together": 0.1, "trending": 0.25}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+
+
+def measure_serving(
+    train: TrainSet, specs: list[str], k: int, requests: int, seed: int, progress: Progress | None
+) -> dict[str, Any]:
+    """Fit the serving hybrid, build, dump and load its bundle, and time ``rank`` per request
+    against a plain slice of the precomputed list (see the module docstring)."""
+    from recommend.hybrid import ITEM_WEIGHTS, Hybrid
+    from recommend.serving import Bundle, RankRequest, Recent, View
+
+    gc.collect()
+    has_peak = reset_peak()
+    rss0 = _status("VmRSS")
+    t0 = time.perf_counter()
+    comps = {}
+    for spec in specs:
+        c = make(spec)
+        comps[c.name] = c.fit(train)
+    fit_s = time.perf_counter() - t0
+    home = {n: SERVING_WEIGHTS.get(n, 1.0) for n in comps}
+    weights = {
+        "HOME": home,
+        "EMAIL": dict(home),
+        "PRODUCT": dict(ITEM_WEIGHTS["PRODUCT"]),
+        "CART": dict(ITEM_WEIGHTS["CART"]),
+    }
+    hybrid = Hybrid(train, comps, weights)
+    task = progress.add_task("bundle", total=train.n_users + train.n_items) if progress else None
+
+    def tell(step: str, done: int, total: int) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, completed=done, total=total, description=step)
+
+    t0 = time.perf_counter()
+    bundle = Bundle.build(hybrid, top_n=k, progress=tell)
+    build_s = time.perf_counter() - t0
+    if progress is not None and task is not None:
+        progress.remove_task(task)
+    peak = _status("VmHWM") if has_peak else 0
+    del hybrid, comps
+    gc.collect()
+    t0 = time.perf_counter()
+    blob = bundle.dumps()
+    dumps_s = time.perf_counter() - t0
+    packed = bundle.dumps(compress=True)
+
+    def best_load(data: bytes) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            Bundle.loads(data)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    loads_s = best_load(blob)
+    loads_packed_s = best_load(packed)
+    served = Bundle.loads(blob)
+    del packed
+
+    # Requests: a known shopper, 3 recent items, a filter.
+    rng = np.random.default_rng(seed + 1)
+    n = len(served.items)
+    group = np.array([int(c[1:]) if c[1:].isdigit() else -1 for c in served.item_category.tolist()])
+    category = group.astype(np.int32)
+    brand = rng.integers(0, max(1, n // 100), size=n).astype(np.int32)
+    in_stock = rng.random(n) < 0.8
+    pop = np.asarray(served.popular, np.float64)
+    p = pop / pop.sum() if pop.sum() > 0 else None
+    answer_k = 10
+    rank_us: list[float] = []
+    base_us: list[float] = []
+    sizes: list[int] = []
+    keys = served.items
+    for r in range(requests):
+        u = int(rng.integers(0, len(served.users)))
+        left_out = int(rng.integers(0, 10))
+        allowed = in_stock & (category % 10 != left_out)
+        view = View(allowed=allowed, category=category, brand=brand)
+        recent_items = rng.choice(n, size=3, replace=False, p=p)
+        recent = tuple(
+            Recent(str(keys[j]), kind, float(age))
+            for j, kind, age in zip(
+                recent_items.tolist(), ("view", "add_to_cart", "view"), (20, 240, 900), strict=True
+            )
+        )
+        req = RankRequest(user=str(served.users[u]), recent=recent, k=answer_k)
+        t1 = time.perf_counter_ns()
+        plain = [str(keys[j]) for j in served.user_top_ids[u][:answer_k]]
+        t2 = time.perf_counter_ns()
+        got = served.rank(req, view)
+        t3 = time.perf_counter_ns()
+        if r >= min(20, requests // 10):  # warm-up left out
+            base_us.append((t2 - t1) / 1000)
+            rank_us.append((t3 - t2) / 1000)
+        sizes.append(len(got))
+        assert len(plain) <= answer_k
+    rank_p50, base_p50 = _pct(rank_us, 50), _pct(base_us, 50)
+    return {
+        "components": specs,
+        "home_weights": home,
+        "fit_s": round(fit_s, 2),
+        "build_s": round(build_s, 2),
+        "build_peak_rss_mb": round(peak / 2**20) if peak else None,
+        "build_rise_mb": round((peak - rss0) / 2**20) if peak else None,
+        "blob_mb": round(len(blob) / 2**20, 1),
+        "compressed_blob_mb": round(len(bundle.dumps(compress=True)) / 2**20, 1),
+        "memory_mb": round(served.nbytes / 2**20, 1),
+        "dumps_s": round(dumps_s, 3),
+        "loads_s": round(loads_s, 3),
+        "compressed_loads_s": round(loads_packed_s, 3),
+        "requests": len(rank_us),
+        "rank_p50_us": round(rank_p50, 1),
+        "rank_p99_us": round(_pct(rank_us, 99), 1),
+        "baseline_p50_us": round(base_p50, 2),
+        "baseline_p99_us": round(_pct(base_us, 99), 2),
+        "rank_ratio": round(rank_p50 / base_p50, 1) if base_p50 > 0 else None,
+        "full_answers": round(float(np.mean([s == answer_k for s in sizes])), 4),
+    }
+
+
+def serving_table(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "| build s | blob MB | memory MB | loads s | zlib blob MB | zlib loads s | rank p50 us "
+            "| rank p99 us | slice p50 us | rank ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {r['build_s']:.1f} | {r['blob_mb']} | {r['memory_mb']} | {r['loads_s']:.3f} | "
+            f"{r['compressed_blob_mb']} | {r['compressed_loads_s']:.3f} | {r['rank_p50_us']} | "
+            f"{r['rank_p99_us']} | {r['baseline_p50_us']} | {r['rank_ratio']} |",
+        ]
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| component | fit s | score s | plain top-k s | our top-k s | ratio | end-to-end | "
@@ -342,8 +493,35 @@ def main(argv: list[str] | None = None) -> int:
         "probe unless named here)",
     )
     ap.add_argument("--ease-sizes", default=None, help="item counts for the EASE probe ('' = none)")
+    ap.add_argument(
+        "--serving",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also build and time the serving bundle (default: on)",
+    )
+    ap.add_argument(
+        "--serving-only", action="store_true", help="only the serving bundle measurements"
+    )
+    ap.add_argument(
+        "--serving-components",
+        default=SERVING_COMPONENTS,
+        help=f"components of the serving hybrid (default: {SERVING_COMPONENTS})",
+    )
+    ap.add_argument("--requests", type=int, help="rank() requests timed (default 3000, quick 300)")
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
+    if args.requests is not None and args.requests < 1:
+        ap.error("--requests must be positive")
+    serving_specs: list[str] = []
+    if args.serving or args.serving_only:
+        try:
+            serving_specs = split_specs(args.serving_components)
+            for s in serving_specs:
+                make(s)
+        except SpecError as exc:
+            ap.error(f"--serving-components: {exc}")
+        if not serving_specs:
+            ap.error("--serving-components: at least one component")
     size = dict(QUICK if args.quick else FULL)
     for key in size:
         if getattr(args, key) is not None:
@@ -392,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         TimeElapsedColumn(),
         transient=True,
     ) as progress:
-        for spec in specs:
+        for spec in [] if args.serving_only else specs:
             log(f"{spec}: fit and top-{args.k} for {train.n_users:,} users")
             row = measure(spec, train, args.k, progress, args.batch)
             log(
@@ -401,8 +579,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['ratio']}, peak RSS {row['peak_rss_mb']} MB"
             )
             rows.append(row)
-    ease = ease_probe(train, ease_sizes, size["items"]) if ease_sizes else None
-    print(table(rows))
+        serving = None
+        if serving_specs:
+            log(f"serving bundle: fit {','.join(serving_specs)} and build (top-{args.k})")
+            requests = args.requests or (300 if args.quick else 3000)
+            serving = measure_serving(train, serving_specs, args.k, requests, args.seed, progress)
+            log(
+                f"serving: build {serving['build_s']} s, blob {serving['blob_mb']} MB, loads "
+                f"{serving['loads_s']} s, rank p50 {serving['rank_p50_us']} us"
+            )
+    ease = (
+        ease_probe(train, ease_sizes, size["items"])
+        if ease_sizes and not args.serving_only
+        else None
+    )
+    if rows:
+        print(table(rows))
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     if ratios:
         print(
@@ -412,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if ease:
         print(f"\nEASE probe: {json.dumps(ease)}")
+    if serving:
+        print("\nServing bundle (HOME, known shopper, 3 recent items, a filter, k = 10):\n")
+        print(serving_table(serving))
     if any(r["seen_in_lists"] for r in rows):
         print("ERROR: a precomputed list holds a seen item", file=sys.stderr)
         return 1
@@ -425,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                     "k": args.k,
                     "results": rows,
                     "ease_probe": ease,
+                    "serving": serving,
                 },
                 indent=2,
             )

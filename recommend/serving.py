@@ -381,13 +381,16 @@ class Bundle:
         )
 
     # -- serialisation --------------------------------------------------------------------------
-    def dumps(self) -> bytes:
-        """``MAGIC``, the body's sha256 (hex) and a newline, then an uncompressed ``.npz`` (loads
-        in tens of milliseconds; zlib would halve the size and multiply the load time)."""
+    def dumps(self, *, compress: bool = False) -> bytes:
+        """``MAGIC``, the body's sha256 (hex) and a newline, then an ``.npz`` (uncompressed by
+        default: see docs/benchmarks.md for the load time of both; :meth:`loads` reads either)."""
         buf = io.BytesIO()
         arrays = {name: np.asarray(getattr(self, name), dtype=dt) for name, dt in ARRAYS.items()}
         arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
-        np.savez(buf, allow_pickle=False, **arrays)
+        if compress:
+            np.savez_compressed(buf, allow_pickle=False, **arrays)
+        else:
+            np.savez(buf, allow_pickle=False, **arrays)
         body = buf.getvalue()
         return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
@@ -492,17 +495,13 @@ class Bundle:
             return []
         index = self.item_index
         recent_idx, recent_w = self._recent(request.recent)
-        blocked = np.zeros(n, dtype=bool)
-        for key in request.exclude:
-            j = index.get(key)
-            if j is not None:
-                blocked[j] = True
-        blocked[recent_idx] = True
         product = index.get(request.product) if request.product is not None else None
         cart = [j for j in (index.get(c) for c in request.cart) if j is not None]
+        blocked = [j for j in (index.get(key) for key in request.exclude) if j is not None]
+        blocked += cart
         if product is not None:
-            blocked[product] = True
-        blocked[cart] = True
+            blocked.append(product)
+        drop = [np.asarray(blocked, np.int64), recent_idx]
         user = self.user_index.get(request.user) if request.user is not None else None
         if not request.personal:
             user = None
@@ -534,9 +533,7 @@ class Bundle:
             row = self.user_top_ids[user]
             ok = row >= 0
             parts["personal"] = (row[ok], self.user_top_scores[user][ok])
-            blocked[self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]] = (
-                True
-            )
+            drop.append(self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]])
         else:
             weights = COLD_WEIGHTS
             cold = True
@@ -551,27 +548,26 @@ class Bundle:
             parts["personal"] = (row[ok], self.user_top_scores[user][ok])
             rerank_only.add("personal")
 
-        ok_mask = np.asarray(view.allowed, dtype=bool) & ~blocked
+        allowed = np.asarray(view.allowed, dtype=bool)
+        skip = np.unique(np.concatenate(drop).astype(np.int64))
         names = [p for p in parts if weights.get(p, 0.0) > 0]
-        dense = {p: self._dense(n, *parts[p]) for p in names}
-        cand = np.zeros(n, dtype=bool)
-        for p in names:
-            if p not in rerank_only:
-                cand[parts[p][0]] = True
-        cand &= ok_mask
+        agg = {p: _aggregate(*parts[p]) for p in names}
+        found = [agg[p][0] for p in names if p not in rerank_only]
+        cand = np.unique(np.concatenate(found)) if found else _empty(np.int64)
+        cand = cand[allowed[cand] & ~_member(cand, skip)]
         # Trending: a part of its own when cold (the first k allowed items of the trending order
         # are in the pool, so no item outside it can beat them), else only to widen the pool.
         if cold:
-            walked, pos = self._walk(ok_mask, k, 0)
+            walked, pos = self._walk(allowed, skip, k, 0)
         else:
-            walked, pos = self._walk(ok_mask & ~cand, k - int(cand.sum()), 0)
-        cand[walked] = True
-        answer = self._finish(cand, names, dense, weights, cold, k, view)
+            walked, pos = self._walk(allowed, np.union1d(skip, cand), k - len(cand), 0)
+        pool = np.union1d(cand, walked)
+        answer = self._finish(pool, names, agg, weights, cold, k, view)
         if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
-            more, pos = self._walk(ok_mask & ~cand, 4 * k, pos)
+            more, pos = self._walk(allowed, np.union1d(skip, pool), 4 * k, pos)
             if len(more):
-                cand[more] = True
-                answer = self._finish(cand, names, dense, weights, cold, k, view)
+                pool = np.union1d(pool, more)
+                answer = self._finish(pool, names, agg, weights, cold, k, view)
         chosen, _, labels, scores = answer
         return self._explain(chosen, labels, scores, sources, user, view)
 
@@ -598,13 +594,12 @@ class Bundle:
         if not idx or k <= 0:
             return []
         it, sc, src = self._lists(self.together_ids, self.together_scores, idx)
-        total = self._dense(len(self.items), it, sc)
-        cand = np.flatnonzero(total > 0)
+        cand, total = _aggregate(it, sc)
         best = _best_source(it, sc, src, cand)
         return self._pick(
             cand,
             ["together"] * len(cand),
-            total[cand],
+            total,
             k,
             view,
             set(idx),
@@ -626,7 +621,7 @@ class Bundle:
             if mask.shape != (n,):
                 raise ValueError(f"category_items must be a bool mask of {n} items")
             ok &= mask
-        order, _ = self._walk(ok, DIVERSITY_WINDOW * k, 0)
+        order, _ = self._walk(ok, _empty(np.int64), DIVERSITY_WINDOW * k, 0)
         if not len(order):
             return []
         labels = np.where(self.trending[order] > 0, "trending", "popular").tolist()
@@ -716,31 +711,21 @@ class Bundle:
         ok = it >= 0
         return it[ok].astype(np.int64), sc[ok].astype(np.float32), src[ok]
 
-    @staticmethod
-    def _dense(n: int, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Scores summed per item over ``n`` items, divided by their maximum (so in [0, 1])."""
-        d = np.bincount(items, weights=scores, minlength=n).astype(np.float32)
-        top = float(d.max()) if len(d) else 0.0
-        if top > 0:
-            d /= top
-        else:
-            d[:] = 0.0
-        np.maximum(d, 0.0, out=d)
-        return d
-
-    def _walk(self, ok: np.ndarray, need: int, start: int) -> tuple[np.ndarray, int]:
-        """The next ``need`` items of the trending order from position ``start`` that ``ok``
-        allows, and the position after the last one taken."""
+    def _walk(
+        self, allowed: np.ndarray, skip: np.ndarray, need: int, start: int
+    ) -> tuple[np.ndarray, int]:
+        """The next ``need`` items of the trending order from position ``start`` that ``allowed``
+        allows and ``skip`` (sorted) does not hold, and the position after the last one taken."""
         n = len(self.trending_order)
         if need <= 0 or start >= n:
             return _empty(np.int64), start
         got: list[np.ndarray] = []
         have = 0
         pos = start
-        chunk = max(4 * need, 256)
+        chunk = max(2 * need + len(skip), 64)
         while have < need and pos < n:
-            part = self.trending_order[pos : pos + chunk]
-            hit = np.flatnonzero(ok[part])
+            part = self.trending_order[pos : pos + chunk].astype(np.int64)
+            hit = np.flatnonzero(allowed[part] & ~_member(part, skip))
             if have + len(hit) >= need:
                 hit = hit[: need - have]
                 got.append(part[hit])
@@ -751,23 +736,23 @@ class Bundle:
             have += len(hit)
             pos += len(part)
             chunk *= 4
-        out = np.concatenate(got).astype(np.int64) if got else _empty(np.int64)
+        out = np.concatenate(got) if got else _empty(np.int64)
         return out, pos
 
     def _finish(
         self,
-        cand: np.ndarray,
+        pool: np.ndarray,
         names: list[str],
-        dense: dict[str, np.ndarray],
+        agg: dict[str, tuple[np.ndarray, np.ndarray]],
         weights: dict[str, float],
         cold: bool,
         k: int,
         view: View,
     ) -> tuple[np.ndarray, bool, list[str], np.ndarray]:
-        """Score the candidate pool, diversify, order: (items, relaxed, reasons, scores)."""
-        pool = np.flatnonzero(cand)
+        """Score the candidate pool (sorted item indices), diversify, order: (items, relaxed,
+        reasons, scores)."""
         labels = list(names)
-        cols = [dense[p][pool] * np.float32(weights[p]) for p in names]
+        cols = [_at(*agg[p], pool) * np.float32(weights[p]) for p in names]
         heat = self._heat[pool]
         if cold:
             cols.append(heat * np.float32(weights["trending"]))
@@ -777,7 +762,7 @@ class Bundle:
                 found |= c > 0
             cols.append(np.where(found, 0.0, heat * WIDEN_WEIGHT).astype(np.float32))
         labels.append("trending")
-        mat = np.vstack(cols) if cols else np.zeros((1, len(pool)), np.float32)
+        mat = np.vstack(cols)
         total = mat.sum(axis=0)
         why = mat.argmax(axis=0)
         order = np.lexsort((pool, -total))
@@ -940,13 +925,45 @@ def _prune(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return out
 
 
+def _aggregate(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores summed per distinct item (sorted items), divided by their maximum (so in [0, 1]);
+    no positive maximum: all 0."""
+    if not len(items):
+        return _empty(np.int64), _empty(np.float32)
+    u, inv = np.unique(items, return_inverse=True)
+    s = np.bincount(inv.ravel(), weights=scores, minlength=len(u)).astype(np.float32)
+    top = float(s.max())
+    if top > 0:
+        s /= np.float32(top)
+        np.maximum(s, 0.0, out=s)
+    else:
+        s[:] = 0.0
+    return u.astype(np.int64), s
+
+
+def _at(items: np.ndarray, scores: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``scores`` of the sorted ``items`` at ``where`` (0 for items not there)."""
+    if not len(items) or not len(where):
+        return np.zeros(len(where), np.float32)
+    i = np.minimum(np.searchsorted(items, where), len(items) - 1)
+    return np.where(items[i] == where, scores[i], np.float32(0.0)).astype(np.float32)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted second array, by binary search (cheap for small arrays)."""
+    if not len(sorted_set) or not len(values):
+        return np.zeros(len(values), dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return np.asarray(sorted_set[i] == values)
+
+
 def _best_source(
     items: np.ndarray, contrib: np.ndarray, src: np.ndarray, targets: np.ndarray
 ) -> dict[int, int]:
     """For each target item: the source row whose entry for it is largest (ties: lower row)."""
     if not len(items) or not len(targets):
         return {}
-    hit = np.isin(items, targets)
+    hit = _member(items, np.unique(targets))
     it, sc, so = items[hit], contrib[hit], np.asarray(src)[hit]
     if not len(it):
         return {}

@@ -38,6 +38,33 @@ def test_quick_run(tmp_path: Path) -> None:
         assert r["filled"] == 1.0  # 300 items, nobody saw 250 of them
         assert r["lists_mb"] == pytest.approx(600 * 50 * 8 / 2**20, abs=0.05)
     assert [s["items"] for s in data["ease_probe"]["sizes"]] == [100, 200]
+    # The serving bundle: built, loaded and ranked in the same run.
+    assert "Serving bundle (HOME, known shopper, 3 recent items, a filter, k = 10)" in out
+    assert re.search(r"^\| build s \| blob MB \| memory MB \| loads s \|", out, re.M), out
+    sv = data["serving"]
+    assert sv["components"] == ["itemknn", "als", "content", "together", "trending"]
+    assert sv["requests"] > 0 and sv["rank_p50_us"] > 0 and sv["baseline_p50_us"] > 0
+    assert sv["rank_ratio"] is not None and sv["rank_p99_us"] >= sv["rank_p50_us"]
+    assert 0 < sv["compressed_blob_mb"] <= sv["blob_mb"] and sv["memory_mb"] > 0
+    assert sv["full_answers"] == 1.0  # a filter leaving ~70 % of 300 products still fills 10
+
+
+def test_serving_only_skips_the_components(tmp_path: Path) -> None:
+    out_json = tmp_path / "scale.json"
+    out = quick(
+        "recommend_scale.py",
+        "--serving-only",
+        "--serving-components",
+        "itemknn,trending",
+        "--requests",
+        "50",
+        "--json",
+        str(out_json),
+    )
+    data = json.loads(out_json.read_text())
+    assert data["results"] == [] and data["ease_probe"] is None
+    assert data["serving"]["components"] == ["itemknn", "trending"]
+    assert "| component | fit s |" not in out
 
 
 def test_ease_by_name_and_sizes(tmp_path: Path) -> None:
@@ -75,6 +102,8 @@ def test_ease_by_name_and_sizes(tmp_path: Path) -> None:
         ["--users", "0"],
         ["--k", "0"],
         ["--interactions", "10", "--users", "100"],
+        ["--serving-components", "nope"],
+        ["--requests", "0"],
     ],
 )
 def test_bad_arguments_fail_clearly(args: list[str]) -> None:
