@@ -505,8 +505,9 @@ async def store_version(st: Store, blob: bytes, args: argparse.Namespace) -> tup
 
     from domain.db import Database
     from domain.recommend.models import ModelVersion
+    from recommend.serving import Bundle
 
-    sha = hashlib.sha256(blob).hexdigest()
+    sha = Bundle.sha256_of(blob)
     db = Database(st.benv.settings())
     try:
         async with db.unit_of_work() as session:
