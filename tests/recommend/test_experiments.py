@@ -25,11 +25,28 @@ from domain.errors import DomainError
 from domain.events.models import Event
 from domain.recommend import experiments
 from domain.recommend.models import Experiment, ModelVersion, RecommendationImpression
+from domain.settings import Settings
 from domain.sql import table
 from domain.users.models import Customer
 from tests.conftest import Api, error_codes
+from tests.me.helpers import user_id
+from tests.recommend.test_serving_api import add_version, seeded, serving_blob
+
+__all__ = ["serving_blob"]  # the session fixture (a bundle trained once), shared with serving tests
 
 ARMS = [{"version_id": 7, "weight": 0.7}, {"version_id": 9, "weight": 0.3}]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Serving reads the newest state on every request and writes impressions in the request.
+    return settings.model_copy(
+        update={
+            "recommend_reload_seconds": 0,
+            "recommend_catalog_max_age_ms": 0,
+            "recommend_impression_flush_ms": 0,
+        }
+    )
 
 
 def test_assignment_is_the_documented_hash() -> None:
@@ -77,6 +94,7 @@ async def test_running_is_the_one_running_experiment(db: Database) -> None:
 
 ADMIN = Actor(client_id="ops", subject="ops")
 MODELS = "models:write"
+READ = "recommendations:read"
 START = """mutation($input: StartExperimentInput!) { startExperiment(input: $input) {
   experiment { id number name status arms { versionId versionNumber weight } createdBy }
   errors { code field message index } } }"""
@@ -496,3 +514,77 @@ async def test_report_counts_attributed_clicks_conversions_and_revenue(
     assert error_codes(body) == ["BAD_USER_INPUT"]
     body = await api.gql(REPORT, {"id": exp["id"]}, scopes="recommendations:read")
     assert error_codes(body) == ["FORBIDDEN"]
+
+
+async def test_served_answers_and_tracked_events_make_the_report(
+    api: Api, db: Database, serving_blob: bytes
+) -> None:
+    """The whole loop over HTTP: start an experiment, ask for recommendations (each shopper gets
+    its hashed arm), send views and purchases carrying the returned recommendationIds, read the
+    report."""
+    customers = await seeded(db)
+    control = await add_version(db, serving_blob)
+    challenger = await add_version(db, serving_blob, status="candidate")
+    body = await api.gql(
+        START,
+        {"input": {"name": "loop", "arms": arms((vid(control), 1), (vid(challenger), 1))}},
+        scopes=MODELS,
+    )
+    exp = body["data"]["startExperiment"]["experiment"]
+    ask = """query($input: RecommendationsInput!) { recommendations(input: $input) {
+      recommendationId modelVersion items { product { id } } } }"""
+    served: Counter[int] = Counter()
+    shoppers: dict[int, set[int]] = {control: set(), challenger: set()}
+    clicks: Counter[int] = Counter()
+    buys: Counter[int] = Counter()
+    both = [{"version_id": control, "weight": 0.5}, {"version_id": challenger, "weight": 0.5}]
+    events: list[dict[str, object]] = []
+    for n in range(16):
+        customer = customers[f"c{n}"]
+        body = await api.gql(ask, {"input": {"userId": user_id(customer)}}, scopes=READ)
+        answer = body["data"]["recommendations"]
+        version = answer["modelVersion"]
+        assert version == experiments.arm_for(exp["number"], both, f"c:{customer}")
+        served[version] += 1
+        shoppers[version].add(customer)
+        rid = answer["recommendationId"]
+        if n % 2 == 0:  # viewed twice: one click
+            clicks[version] += 1
+            events += [
+                {
+                    "clientEventId": f"v{n}-{k}",
+                    "type": "view",
+                    "userExternalId": f"c{n}",
+                    "productExternalId": "p1",
+                    "recommendationId": rid,
+                }
+                for k in range(2)
+            ]
+        if n % 4 == 0:
+            buys[version] += 1
+            events.append(
+                {
+                    "clientEventId": f"b{n}",
+                    "type": "purchase",
+                    "userExternalId": f"c{n}",
+                    "value": "12.50",
+                    "currency": "EUR",
+                    "recommendationId": rid,
+                }
+            )
+    assert served[control] and served[challenger], "both arms served some of the 16 shoppers"
+    body = await api.gql(TRACK, {"events": events}, scopes="events:write")
+    assert body["data"]["trackEvents"]["accepted"] == len(events)
+    body = await api.gql(REPORT, {"id": exp["id"]}, scopes=MODELS)
+    report = body["data"]["experimentReport"]
+    got = {
+        a["versionNumber"]: (a["impressions"], a["shoppers"], a["clicks"], a["conversions"])
+        for a in report["arms"]
+    }
+    assert got == {
+        v: (served[v], len(shoppers[v]), clicks[v], buys[v]) for v in (control, challenger)
+    }
+    for a in report["arms"]:
+        n = buys[a["versionNumber"]]
+        assert a["revenue"] == ([{"amount": f"{12.5 * n:.2f}", "currency": "EUR"}] if n else [])
+    assert report["otherImpressions"] == 0
