@@ -56,6 +56,13 @@ def evaluate_command(
         Path | None,
         typer.Option(help="Also write the hybrid model (fitted on the training split) here."),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the serving bundle of that model here (what API processes load: "
+            "precomputed lists, no pickle)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate algorithms, their hybrid and popularity on a time-based holdout (the protocol in
     docs/recommendations.md) and print the metrics table with a bootstrap interval."""
@@ -72,6 +79,9 @@ def evaluate_command(
             make(s)  # fail on a bad name or parameter before reading the data
     except SpecError as exc:
         raise _fail(str(exc)) from exc
+    for path in (save, bundle):
+        if path is not None and not path.parent.is_dir():
+            raise _fail(f"cannot write {path}: no directory {path.parent}")
 
     with Progress(
         TextColumn("{task.description}"),
@@ -102,7 +112,7 @@ def evaluate_command(
                 seed=seed,
                 resamples=resamples,
                 tune=tune,
-                keep_model=save is not None,
+                keep_model=save is not None or bundle is not None,
                 progress=report,
             )
         except (DataError, EvaluationError, SpecError) as exc:
@@ -115,6 +125,31 @@ def evaluate_command(
     if save is not None and result.model is not None:
         digest = result.model.save(save)
         err.print(f"model written to {save} (sha256 {digest})")
+    if bundle is not None and result.model is not None:
+        from recommend.serving import Bundle
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task("precomputing lists", total=None)
+            built = Bundle.build(
+                result.model,
+                progress=lambda step, done, total: progress.update(
+                    task, completed=done, total=total
+                ),
+            )
+        blob = built.dumps()
+        try:
+            tmp = bundle.with_suffix(bundle.suffix + ".tmp")
+            tmp.write_bytes(blob)
+            tmp.replace(bundle)
+        except OSError as exc:
+            raise _fail(f"cannot write {bundle}: {exc.strerror}") from exc
+        err.print(f"serving bundle written to {bundle} (sha256 {Bundle.sha256_of(blob)})")
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=_json_default))
     else:

@@ -7,8 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
+import subprocess
+import sys
 import zipfile
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -422,3 +426,37 @@ async def test_a_trained_candidate_has_a_loadable_bundle(db: Database, settings:
     user = next(iter(b.user_index))
     got = b.rank(RankRequest(user=user, k=5), view(b))
     assert len(got) == 5 and {r.reason for r in got} <= {"personal", "trending"}
+
+
+# -- the offline CLI writes one too ----------------------------------------------------------------
+
+
+def test_evaluate_writes_a_bundle(tmp_path: Path) -> None:
+    csv = synthetic.write_csv(synthetic.generate(users=120, items=40, seed=5), tmp_path / "d.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRECIS_")}
+    precis = str(Path(sys.executable).parent / "precis")
+    args = [precis, "recommend", "evaluate", "--data", str(csv), "--algorithms", "itemknn"]
+    done = subprocess.run(
+        [*args, "--bundle", str(tmp_path / "serving.bin")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "serving bundle written to" in done.stderr
+    b = Bundle.loads((tmp_path / "serving.bin").read_bytes())
+    assert len(b.items) <= 40 and len(b.users) > 0
+    assert len(b.rank(RankRequest(user=str(b.users[0]), k=5), view(b))) == 5
+    done = subprocess.run(
+        [*args, "--bundle", str(tmp_path / "missing-dir" / "serving.bin")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "cannot write" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "missing-dir").exists()
