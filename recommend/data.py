@@ -443,12 +443,21 @@ def times_us(values: Any) -> np.ndarray:
     return np.asarray(idx.as_unit("us").asi8, dtype=np.int64)
 
 
+def _codes(values: Any) -> tuple[np.ndarray, list[Any]]:
+    """(codes, distinct values); a missing value (None, NaN) gets code -1. A ``pd.Categorical``
+    is taken as it is (no hashing)."""
+    if isinstance(values, pd.Categorical):
+        return values.codes.astype(np.int64), values.categories.tolist()
+    plain = isinstance(values, np.ndarray) and values.dtype.kind in "iuf"
+    arr = values if plain else np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+    return codes.astype(np.int64), uniques.tolist()
+
+
 def _as_strings(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, unique values as ``str``): each distinct value converted once; missing values
-    (None, NaN) get code -1."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
-    names = np.array([str(u) for u in uniques.tolist()], dtype=object)
-    return codes.astype(np.int64), names
+    """(codes, distinct values as ``str``): each distinct value converted once."""
+    codes, uniques = _codes(values)
+    return codes, np.array([str(u) for u in uniques], dtype=object)
 
 
 def from_columns(
@@ -468,15 +477,16 @@ def from_columns(
     ``user``/``item``: ids (any type; shown as ``str``; a missing one drops the row); ``kind``:
     event type names; ``time``: see :func:`times_us`; ``rating``: numbers with NaN (or None) for
     no explicit rating, None for no column; ``basket``: basket keys with None (or "") for none,
-    where the user's UTC day is the basket, as in :func:`from_events`. A NaN rating is no rating
+    where the user's UTC day is the basket, as in :func:`from_events`. Any column may be a
+    ``pd.Categorical`` (codes are used as they are: cheaper than hashing millions of texts). A NaN rating is no rating
     here (the row loop would take it as a NaN weight)."""
     s = settings or WeightSettings()
     us = times_us(time)
     n = len(us)
     ucode, unames = _as_strings(user)
     icode, inames = _as_strings(item)
-    kcode, kinds = pd.factorize(np.asarray(kind, dtype=object), use_na_sentinel=True)
-    table = np.array([s.kind_weight(str(k)) for k in kinds.tolist()] + [None], dtype=np.float64)
+    kcode, kinds = _codes(kind)
+    table = np.array([s.kind_weight(str(k)) for k in kinds] + [None], dtype=np.float64)
     kw = table[kcode]  # code -1 (a missing kind) picks the trailing NaN
     r = _ratings(rating, n)
     if not (len(ucode) == len(icode) == len(kcode) == len(r) == n):
@@ -500,12 +510,10 @@ def from_columns(
         bcode = np.full(len(idx), -1, np.int64)
         bnames = np.empty(0, dtype=object)
     else:
-        braw = np.asarray(basket, dtype=object)
-        if len(braw) != n:
+        if len(basket) != n:
             raise ValueError("from_columns: columns of different lengths")
-        bcode, buniq = pd.factorize(braw[idx], use_na_sentinel=True)
-        bcode = bcode.astype(np.int64)
-        values = buniq.tolist()
+        bcode, values = _codes(basket)
+        bcode = bcode[idx]
         bnames = np.array([str(b) for b in values], dtype=object)
         falsy = np.flatnonzero([not b for b in values])  # "" or 0: no basket, as in the loop
         if len(falsy):

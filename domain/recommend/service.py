@@ -7,7 +7,8 @@ cannot be trained on writes a ``failed`` row with the error and raises :class:`T
 
 Interactions: behaviour events (view, favourite, add to cart, purchase naming a product, review with
 its rating) of customers, plus the lines of their orders (not cancelled, quantity not all refunded)
-as purchases with the order as the basket; weighted by ``recommend.data.from_events``. Events of
+as purchases with the order as the basket, read column-wise (:func:`read_interactions`) and weighted
+by ``recommend.data.from_columns``. Events of
 anonymous visitors and of erased shoppers (their events carry no customer) do not count, and neither
 do shoppers whose latest ``personalization`` consent is a refusal (no record: as
 ``analytics_consent_default`` says).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 import time
 import uuid
@@ -25,7 +27,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -51,6 +70,7 @@ EVENT_KINDS = ("view", "favorite", "add_to_cart", "purchase", "review")
 METRIC = "ndcg@10"
 K = 10
 READ_TIMEOUT = "30min"
+CHUNK_ROWS = 100_000  # interaction rows fetched and turned into arrays at a time
 
 Progress = Callable[[str, int, int], None]
 
@@ -92,75 +112,277 @@ async def refused_personalization(session: AsyncSession, settings: Settings) -> 
     return {c for c, g in latest.items() if g}  # the only ones allowed
 
 
-async def interaction_rows(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
-    """Event-like rows (user, item, type, occurred_at, rating, basket) from events and order lines
-    of customers allowed personalization; items are product ids."""
-    listed = await refused_personalization(session, settings)
-    opt_in = not settings.analytics_consent_default
+@dataclass
+class InteractionColumns:
+    """Interactions as read from the database, one array per column (row ``i`` of each is one
+    event or order line): customer and product ids, the kind (an index into ``EVENT_KINDS``), the time
+    (``datetime64[us]``, UTC), the review rating (NaN: none) and the order id (0: none)."""
 
-    def allowed(customer: int) -> bool:
-        return (customer in listed) if opt_in else (customer not in listed)  # type: ignore[operator]
+    user: np.ndarray
+    item: np.ndarray
+    kind: np.ndarray
+    time: np.ndarray
+    rating: np.ndarray
+    order: np.ndarray
 
-    e = table(Event)
-    out: list[dict[str, Any]] = []
-    result = await session.stream(
-        select(
-            e.c.customer_id,
-            e.c.product_id,
-            e.c.type,
-            e.c.occurred_at,
-            e.c.order_id,
-            e.c.properties,
-        ).where(
-            e.c.customer_id.is_not(None),
-            e.c.product_id.is_not(None),
-            e.c.type.in_(EVENT_KINDS),
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def baskets(self) -> pd.Categorical:
+        """``o<order id>`` where there is an order, else missing (each distinct text made once)."""
+        codes, uniques = pd.factorize(
+            np.where(self.order > 0, self.order, -1), use_na_sentinel=True
         )
+        ids = uniques.tolist()
+        names = [f"o{o}" for o in ids if o > 0]
+        if -1 in ids:  # no order: code -1 (missing)
+            gone = ids.index(-1)
+            codes = np.where(codes == gone, -1, codes - (codes > gone))
+        return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
+
+    def kinds(self) -> pd.Categorical:
+        return pd.Categorical.from_codes(self.kind, categories=pd.Index(EVENT_KINDS, dtype=object))
+
+
+def personalization_allowed(customer: Any, settings: Settings) -> Any:
+    """SQL condition: ``customer`` may get personal models. The latest ``personalization`` record
+    of a customer wins; no record: as ``analytics_consent_default`` says."""
+    t = table(Consent)
+    newest = (
+        select(func.max(t.c.id)).where(t.c.purpose == PERSONALIZATION).group_by(t.c.customer_id)
     )
-    async for customer, product, kind, at, order_id, props in result:
-        if not allowed(customer):
-            continue
-        rating = None
-        if kind == "review":
-            raw = (props or {}).get("rating")
-            if not isinstance(raw, int) or isinstance(raw, bool):
-                continue
-            rating = raw
-        out.append(
-            {
-                "user": customer,
-                "item": product,
-                "type": kind,
-                "occurred_at": at,
-                "rating": rating,
-                "basket": f"o{order_id}" if order_id else None,
-            }
+    if settings.analytics_consent_default:
+        refused = select(t.c.customer_id).where(t.c.id.in_(newest), t.c.granted.is_(False))
+        return customer.not_in(refused)
+    granted = select(t.c.customer_id).where(t.c.id.in_(newest), t.c.granted.is_(True))
+    return customer.in_(granted)
+
+
+def _epoch_us(column: Any, dialect: str) -> Any:
+    """The time as microseconds since the epoch (PostgreSQL), or the stored text (SQLite keeps
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC), parsed per chunk by numpy."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", column) * 1_000_000, BigInteger)
+    return type_coerce(column, String)
+
+
+def _times(values: tuple[Any, ...], dialect: str) -> np.ndarray:
+    if dialect == "postgresql":
+        return np.array(values, dtype=np.int64).view("datetime64[us]")
+    return np.array(values, dtype="datetime64[us]")
+
+
+def _review_ratings(values: tuple[Any, ...]) -> np.ndarray:
+    """A review's ``properties.rating`` when it is a whole number (as events store it), else NaN;
+    only reviews carry their properties here."""
+    raw = np.empty(len(values), dtype=object)
+    raw[:] = values
+    out = np.full(len(raw), np.nan)
+    for i in np.flatnonzero(raw != None):  # noqa: E711 (elementwise)
+        v = (raw[i] or {}).get("rating")
+        if isinstance(v, int) and not isinstance(v, bool):
+            out[i] = float(v)
+    return out
+
+
+# PostgreSQL: a review's rating when it is a whole number, as ``isinstance(rating, int)`` sees the
+# JSON (jsonb prints numbers without exponents; "4.0" stays a float).
+_PG_RATING: Any = literal_column(
+    "CASE WHEN event.type = 'review' AND jsonb_typeof(event.properties -> 'rating') = 'number' "
+    "AND (event.properties ->> 'rating') ~ '^-?[0-9]+$' "
+    "THEN CAST(event.properties ->> 'rating' AS DOUBLE PRECISION) END"
+)
+_CSV_COLUMNS = {
+    "user": np.int64,
+    "item": np.int64,
+    "kind": np.int8,
+    "time": np.int64,
+    "rating": np.float64,
+    "order": np.int64,
+}
+
+
+async def _copy_columns(
+    session: AsyncSession,
+    queries: tuple[Any, ...],
+    chunk: int,
+    progress: Callable[[int], None] | None,
+) -> list[list[np.ndarray]]:
+    """PostgreSQL: each query as ``COPY (...) TO STDOUT`` CSV through asyncpg, in the session's
+    transaction; about ``chunk`` rows of text at a time are parsed into arrays by pandas (in a
+    thread) while the rest streams in."""
+    conn = await session.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    dialect = conn.dialect
+    parts: list[list[np.ndarray]] = []
+    buffer = bytearray()
+    total = 0
+    limit = chunk * 48  # bytes: a row is about 40-50 characters of CSV
+
+    def parse(data: bytes) -> list[np.ndarray]:
+        frame = pd.read_csv(
+            io.BytesIO(data), header=None, names=list(_CSV_COLUMNS), dtype=_CSV_COLUMNS
         )
+        cols = [frame[c].to_numpy() for c in _CSV_COLUMNS]
+        cols[3] = cols[3].view("datetime64[us]")
+        return cols
+
+    async def flush(final: bool) -> None:
+        nonlocal total
+        end = len(buffer) if final else buffer.rfind(b"\n") + 1
+        if end <= 0:
+            return
+        data = bytes(buffer[:end])
+        del buffer[:end]
+        cols = await asyncio.to_thread(parse, data)
+        parts.append(cols)
+        total += len(cols[0])
+        if progress is not None:
+            progress(total)
+
+    async def take(data: bytes) -> None:
+        buffer.extend(data)
+        if len(buffer) >= limit:
+            await flush(False)
+
+    for query in queries:
+        sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        await raw.copy_from_query(sql, output=take, format="csv")
+        await flush(True)
+    return parts
+
+
+async def interaction_columns(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    chunk: int = CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> InteractionColumns:
+    """Events (view, favourite, add to cart, purchase naming a product, review) and order lines
+    (not cancelled, not all refunded) of customers allowed personalization, in chunks of about
+    ``chunk`` rows: the consent rule is applied in SQL and each chunk becomes numpy arrays at once
+    (no ORM objects, no dict per row). PostgreSQL streams ``COPY ... TO STDOUT`` CSV parsed by
+    pandas; SQLite a server-side cursor. ``progress(rows)`` after each chunk."""
+    dialect = session.get_bind().dialect.name
+    pg = dialect == "postgresql"
+    e = table(Event)
+    code = case({k: i for i, k in enumerate(EVENT_KINDS)}, value=e.c.type)
+    events = select(
+        e.c.customer_id,
+        e.c.product_id,
+        code,
+        _epoch_us(e.c.occurred_at, dialect),
+        _PG_RATING if pg else case((e.c.type == "review", e.c.properties)),
+        func.coalesce(e.c.order_id, 0),
+    ).where(
+        e.c.customer_id.is_not(None),
+        e.c.product_id.is_not(None),
+        e.c.type.in_(EVENT_KINDS),
+        personalization_allowed(e.c.customer_id, settings),
+    )
     o, line = table(Order), table(OrderLine)
-    lines = await session.stream(
-        select(o.c.customer_id, line.c.product_id, o.c.placed_at, o.c.id)
+    lines = (
+        select(
+            o.c.customer_id,
+            line.c.product_id,
+            literal(EVENT_KINDS.index("purchase")),
+            _epoch_us(o.c.placed_at, dialect),
+            null(),
+            o.c.id,
+        )
         .select_from(line.join(o, o.c.id == line.c.order_id))
         .where(
             o.c.customer_id.is_not(None),
             line.c.product_id.is_not(None),
             o.c.status != "cancelled",
             line.c.quantity > line.c.refunded_quantity,
+            personalization_allowed(o.c.customer_id, settings),
         )
     )
-    async for customer, product, at, order_id in lines:
-        if not allowed(customer):
-            continue
-        out.append(
-            {
-                "user": customer,
-                "item": product,
-                "type": "purchase",
-                "occurred_at": at,
-                "rating": None,
-                "basket": f"o{order_id}",
-            }
+    parts: list[list[np.ndarray]] = []
+    total = 0
+    if pg:
+        parts = await _copy_columns(session, (events, lines), chunk, progress)
+    for query in () if pg else (events, lines):
+        result = await session.stream(query.execution_options(yield_per=chunk))
+        async for rows in result.partitions():
+            user, item, kind, at, rating, order = zip(*rows, strict=True)
+            parts.append(
+                [
+                    np.array(user, dtype=np.int64),
+                    np.array(item, dtype=np.int64),
+                    np.array(kind, dtype=np.int8),
+                    _times(at, dialect),
+                    _review_ratings(rating),
+                    np.array(order, dtype=np.int64),
+                ]
+            )
+            total += len(rows)
+            if progress is not None:
+                progress(total)
+    empty: list[np.ndarray] = [
+        np.empty(0, np.int64),
+        np.empty(0, np.int64),
+        np.empty(0, np.int8),
+        np.empty(0, "datetime64[us]"),
+        np.empty(0, np.float64),
+        np.empty(0, np.int64),
+    ]
+    cols: list[np.ndarray] = [
+        np.concatenate([p[i] for p in parts]) if parts else empty[i] for i in range(6)
+    ]
+    return InteractionColumns(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5])
+
+
+async def read_interactions(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    now: datetime,
+    weights: Any = None,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """The training interactions (``recommend.data.Interactions``, items are product ids):
+    :func:`interaction_columns` weighted by ``recommend.data.from_columns`` (in a thread)."""
+    from recommend.data import WeightSettings, from_columns
+
+    c = await interaction_columns(session, settings, progress=progress)
+    return await asyncio.to_thread(
+        lambda: from_columns(
+            c.user,
+            c.item,
+            c.kinds(),
+            c.time,
+            c.rating,
+            c.baskets(),
+            now=now,
+            settings=weights or WeightSettings(),
         )
-    return out
+    )
+
+
+async def interaction_rows(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+    """The same interactions as one dict per row (user, item, type, occurred_at, rating, basket),
+    for tests and tools; training reads :func:`read_interactions`."""
+    c = await interaction_columns(session, settings)
+    times = c.time.astype("datetime64[us]").astype(object)
+    baskets = np.asarray(c.baskets().astype(object))
+    return [
+        {
+            "user": int(u),
+            "item": int(i),
+            "type": str(k),
+            "occurred_at": at.replace(tzinfo=UTC),
+            "rating": None if np.isnan(r) else int(r),
+            "basket": None if pd.isna(basket) else basket,
+        }
+        for u, i, k, at, r, basket in zip(
+            c.user, c.item, c.kinds().astype(object), times, c.rating, baskets, strict=True
+        )
+        if k != "review" or not np.isnan(r)  # a review without a whole-number rating
+    ]
 
 
 async def item_texts(session: AsyncSession) -> tuple[dict[str, str], dict[str, str]]:
@@ -271,7 +493,6 @@ async def train(
     """Build the data set, train, evaluate and store a candidate version (see module docstring).
     Raises :class:`TrainingError` after storing a ``failed`` version when the data cannot do."""
     from recommend.components import SpecError, make
-    from recommend.data import WeightSettings, from_events
     from recommend.evaluate import EvaluationError
 
     tell = progress or (lambda step, done, total: None)
@@ -289,9 +510,8 @@ async def train(
         if session.get_bind().dialect.name == "postgresql":
             # Reading every interaction can outlast the API's statement timeout on a big store.
             await session.execute(text(f"SET LOCAL statement_timeout = '{READ_TIMEOUT}'"))
-        rows = await interaction_rows(session, settings)
+        data = await read_interactions(session, settings, now=now)
         texts, category = await item_texts(session)
-    data = from_events(rows, now=now, settings=WeightSettings())
     seen = set(data.frame["item"])
     data.item_text = {k: v for k, v in texts.items() if k in seen}
     data.item_category = category
