@@ -647,21 +647,38 @@ class RecommendationServer:
         self.impressions = ImpressionBuffer(db, settings.recommend_impression_flush_ms)
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
         self._bad_arms: set[int] = set()
+        self._warming: asyncio.Task[None] | None = None
         self._check_lock = asyncio.Lock()
         self._catalog_lock = asyncio.Lock()
 
     # -- life cycle --
 
-    def start(self) -> None:
+    def start(self, *, warm: bool = True) -> None:
+        """Start the impression writer and (``warm``) load the active model and the catalogue
+        in the background, so the first request does not wait and ``/readyz`` soon tells."""
         self.impressions.start()
+        if warm and self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        try:
+            async with self.db.read_only() as session:
+                await self.ensure(session)
+        except Exception:  # the first request tries again
+            log.exception("recommendations: loading the active model at start-up failed")
 
     async def stop(self) -> None:
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
         await self.impressions.stop()
 
     def health(self) -> str:
         """For ``/readyz``: ``ok: version N`` or ``degraded: <reason>; serving non-personal``."""
         if self.checked_at is None:
-            return "ok: not loaded yet (first request loads the active model)"
+            return "ok: loading"
         if self.active is not None and self.problem is None:
             return f"ok: version {self.active.version_id}"
         if self.active is not None:
