@@ -257,12 +257,29 @@ def test_diversity_caps_and_their_relaxation(hybrid: Hybrid, bundle: Bundle) -> 
     one = View(np.ones(n, bool), np.zeros(n, np.int32), np.arange(n, dtype=np.int32), 0.3)
     got = bundle.rank(RankRequest(user=user, k=10), one)
     assert len(got) == 10  # relaxed: not enough other categories
-    two = View(np.ones(n, bool), (np.arange(n) % 2).astype(np.int32), np.full(n, -1, np.int32), 0.3)
-    got = bundle.rank(RankRequest(user=user, k=10), two)
-    assert len(got) == 10 and max(Counter(r.category for r in got).values()) <= 5
-    brands = View(np.ones(n, bool), np.full(n, -1, np.int32), (np.arange(n) % 5).astype(np.int32))
-    got = bundle.rank(RankRequest(k=10), brands)
-    assert max(Counter(bundle.item_index[r.item] % 5 for r in got).values()) <= 5
+    # Categories = the synthetic taste groups (the first word of an item's text names its group):
+    # a shopper's list leans to their group; capped at 3 of 10 it spreads over the 4 groups.
+    group = np.unique([t.split()[0] for t in hybrid.train.item_text], return_inverse=True)[1]
+    group = group.astype(np.int32)
+    none = np.full(n, -1, np.int32)
+    free = View(np.ones(n, bool), group, none, 1.0)
+
+    def lean(req: RankRequest) -> int:
+        return max(Counter(r.category for r in bundle.rank(req, free)).values())
+
+    # A shopper whose list leans most, and a visitor who just viewed two items of one group.
+    leaning = max((RankRequest(user=str(u), k=10) for u in hybrid.train.users[:60]), key=lean)
+    same = np.flatnonzero(group == 0)[:2]
+    recent = tuple(Recent(str(bundle.items[j]), "view", 1.0) for j in same)
+    for req in (leaning, RankRequest(k=10, recent=recent)):
+        assert lean(req) > 3  # the caps have work to do
+        got = bundle.rank(req, View(np.ones(n, bool), group, none, 0.3))
+        check_answer(got)
+        assert len(got) == 10 and max(Counter(r.category for r in got).values()) <= 3
+        # The same cap on brands.
+        got = bundle.rank(req, View(np.ones(n, bool), none, group, 0.3))
+        assert len(got) == 10
+        assert max(Counter(int(group[bundle.item_index[r.item]]) for r in got).values()) <= 3
     # A restrictive filter still gets k items when the view allows k (the pool is widened).
     allowed = np.zeros(n, bool)
     allowed[np.arange(0, n, 8)] = True
