@@ -22,6 +22,7 @@ from domain.events.models import Event, IdentityLink
 from domain.orders.models import Order
 from domain.privacy import service as privacy_requests
 from domain.privacy.models import DataExport, PrivacyRequest
+from domain.recommend.models import RecommendationImpression
 from domain.sql import table
 from domain.users.models import Customer
 
@@ -107,6 +108,13 @@ async def erase_user(
             update(od).where(od_match).values(customer_id=None, anonymous_id=None)
         )
     )
+    # Recommendation impressions keep their counts; the customer goes by ON DELETE SET NULL, the
+    # visitor ids linked to the customer here.
+    if anonymous_ids:
+        imp = table(RecommendationImpression)
+        await session.execute(
+            update(imp).where(imp.c.anonymous_id.in_(anonymous_ids)).values(anonymous_id=None)
+        )
     ex = table(DataExport)
     exports = _count(await session.execute(delete(ex).where(ex.c.customer_id == customer_id)))
     await session.execute(delete(table(Customer)).where(table(Customer).c.id == customer_id))

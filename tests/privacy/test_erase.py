@@ -15,6 +15,7 @@ from domain.audit.models import AuditEntry
 from domain.events.models import Event
 from domain.orders.models import Order
 from domain.privacy.models import PrivacyRequest
+from domain.recommend.models import RecommendationImpression
 from domain.sql import table as core_table
 from tests.conftest import Api, count_rows, error_codes
 from tests.privacy.helpers import T0, aggregates, make_customers, seed_shopper
@@ -229,3 +230,37 @@ async def test_an_event_written_during_erasure_is_anonymised_too(api: Api, backe
     async with api.db.read_only() as session:
         row = (await session.execute(select(ev).where(ev.c.client_event_id == "in-flight"))).one()
     assert (row.customer_id, row.anonymous_id, row.properties) == (None, None, {})
+
+
+async def test_erasure_unlinks_recommendation_impressions_and_keeps_them(api: Api) -> None:
+    ids = await make_customers(api, "c-1", "c-2")
+    c1, c2 = ids["c-1"], ids["c-2"]
+    await seed_shopper(api, c1, events=4, orders=0)  # links anon-<c1> to c-1
+    imp = core_table(RecommendationImpression)
+    rows = [
+        {"id": "a" * 32, "customer_id": c1, "anonymous_id": None},
+        {"id": "b" * 32, "customer_id": None, "anonymous_id": f"anon-{c1}"},
+        {"id": "c" * 32, "customer_id": c2, "anonymous_id": f"anon-{c2}"},
+    ]
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            insert(imp),
+            [
+                {
+                    **r,
+                    "served_at": T0,
+                    "surface": "recommendations",
+                    "personal": True,
+                    "product_ids": [1, 2],
+                }
+                for r in rows
+            ],
+        )
+    done = await erase(api, userExternalId="c-1")
+    assert done["errors"] == []
+    async with api.db.read_only() as session:
+        left = {
+            r.id: (r.customer_id, r.anonymous_id)
+            for r in await session.execute(select(imp.c.id, imp.c.customer_id, imp.c.anonymous_id))
+        }
+    assert left == {"a" * 32: (None, None), "b" * 32: (None, None), "c" * 32: (c2, f"anon-{c2}")}
