@@ -578,7 +578,7 @@ async def test_impressions_are_written_behind(
 ) -> None:
     """With a flush interval the answer is not held up by the write; the row appears after the
     interval, and the rest at shutdown."""
-    from domain.recommend.serving import RecommendationServer
+    from domain.recommend.serving import Ask, RecommendationServer
 
     server = RecommendationServer(
         api.db, settings.model_copy(update={"recommend_impression_flush_ms": 60_000})
@@ -586,17 +586,27 @@ async def test_impressions_are_written_behind(
     server.start()
     async with api.db.read_only() as session:
         answer = await server.answer(
-            session,
-            __import__("domain.recommend.serving", fromlist=["Ask"]).Ask(
-                surface="recommendations", customer_id=world["customers"]["c0"]
-            ),
+            session, Ask(surface="recommendations", customer_id=world["customers"]["c0"])
+        )
+        erased_answer = await server.answer(
+            session, Ask(surface="recommendations", customer_id=world["customers"]["c5"])
         )
     assert answer.personal and answer.items
     assert await impression_count(api.db) == 0  # queued, not written yet
+    # a shopper erased before the flush: the row is written without the customer
+    from domain.audit.service import SYSTEM
+    from domain.privacy.erase import erase_user
+
+    async with api.db.unit_of_work() as session:
+        await erase_user(session, SYSTEM, world["customers"]["c5"], due_days=30)
     await server.stop()
-    rows = await impressions(api.db)
-    assert [r["id"] for r in rows] == [answer.recommendation_id]
-    assert rows[0]["product_ids"] == [i.product.id for i in answer.items]
+    rows = {r["id"]: r for r in await impressions(api.db)}
+    assert set(rows) == {answer.recommendation_id, erased_answer.recommendation_id}
+    mine = rows[answer.recommendation_id]
+    assert mine["product_ids"] == [i.product.id for i in answer.items]
+    assert mine["customer_id"] == world["customers"]["c0"]
+    assert rows[erased_answer.recommendation_id]["customer_id"] is None
+    assert server.impressions.failures == 0
 
 
 async def test_a_running_experiment_splits_shoppers_between_versions(
