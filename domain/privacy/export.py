@@ -220,6 +220,22 @@ async def segments_section(session: AsyncSession, keys: Keys, customer_id: int) 
     return {"memberships": memberships, "transitions": transitions}
 
 
+@register("recommendations")
+async def recommendations_section(session: AsyncSession, keys: Keys, customer_id: int) -> Any:
+    """Recommendations served to the shopper (and to visitor ids linked to them): when, where,
+    which model version and which products (the ``recommendationId`` is ``id``)."""
+    from domain.recommend.models import RecommendationImpression
+
+    t = table(RecommendationImpression)
+
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        async for rows in _pages(session, t, customer_id, t.c.served_at):
+            for r in rows:
+                yield _row(r, drop=("customer_id",))
+
+    return items()
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)

@@ -19,6 +19,7 @@ from domain.events.models import Event
 from domain.keys import build_keys
 from domain.privacy import export as export_module
 from domain.privacy.models import DataExport, PrivacyRequest
+from domain.recommend.models import RecommendationImpression
 from domain.settings import Settings
 from jobs.tasks import purge_exports
 from tests.conftest import Api, count_rows, error_codes, serve
@@ -56,6 +57,25 @@ async def test_export_is_complete_and_only_the_requester_can_fetch_it(api: Api) 
     ids = await make_customers(api, "c-1", "c-2")
     await seed_shopper(api, ids["c-1"], events=40, orders=3)
     await seed_shopper(api, ids["c-2"], events=10, orders=1)
+    served = [  # one to the shopper, one to their linked visitor id, one to the other shopper
+        {"id": "a" * 32, "customer_id": ids["c-1"], "anonymous_id": None},
+        {"id": "b" * 32, "customer_id": None, "anonymous_id": f"anon-{ids['c-1']}"},
+        {"id": "c" * 32, "customer_id": ids["c-2"], "anonymous_id": None},
+    ]
+    async with api.db.unit_of_work() as session:
+        await session.execute(
+            insert(RecommendationImpression.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    **r,
+                    "served_at": T0,
+                    "surface": "recommendations",
+                    "personal": True,
+                    "product_ids": [7],
+                }
+                for r in served
+            ],
+        )
     token = await api.token(P)
     made = await request_export(api, token)
     assert made["errors"] == []
@@ -104,6 +124,10 @@ async def test_export_is_complete_and_only_the_requester_can_fetch_it(api: Api) 
     ]
     assert "PUSH-TOKEN" not in body.decode()
     assert [link["anonymous_id"] for link in doc["identityLinks"]] == [f"anon-{ids['c-1']}"]
+    assert [(r["id"], r["product_ids"]) for r in doc["recommendations"]] == [
+        ("a" * 32, [7]),
+        ("b" * 32, [7]),
+    ]
     assert f"e-{ids['c-2']}-" not in body.decode()  # nothing of the other shopper
 
     # the access request is completed; building and downloading are audited
