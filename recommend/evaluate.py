@@ -14,13 +14,28 @@ import numpy as np
 from recommend import protocol
 from recommend.components import DEFAULT_ALGORITHMS, Component, SurpriseComponent, make
 from recommend.data import Interactions
-from recommend.hybrid import Hybrid, Tuning, default_weights, normalise, tune_weights
+from recommend.hybrid import (
+    ITEM_SCENARIOS,
+    ITEM_WEIGHTS,
+    Hybrid,
+    ItemTuning,
+    Tuning,
+    default_weights,
+    item_ndcg,
+    normalise,
+    tune_item_weights,
+    tune_weights,
+)
 from recommend.protocol import Holdout, Result, TrainSet
 
 # Dense score rows held at once: users per batch = SCORE_BUDGET // n_items.
 SCORE_BUDGET = 20_000_000
 # Validation users whose normalised scores are kept for the weight search (all components).
 VALIDATION_BUDGET = 120_000_000
+# Test users (a seeded sample) on whom the item-to-item scenarios are measured.
+ITEM_TEST_USERS = 5_000
+# Components whose signals the item-to-item scenarios blend (hybrid.item_parts).
+ITEM_SOURCES = ("itemknn", "session", "together", "content")
 
 
 class EvaluationError(ValueError):
@@ -51,6 +66,7 @@ class Report:
     best_single: str
     seconds: float
     model: Hybrid | None = field(default=None, repr=False)
+    item_tunings: dict[str, ItemTuning] = field(default_factory=dict)
 
     def result(self, name: str) -> Result:
         return next(r for r in self.results if r.name == name)
@@ -82,6 +98,7 @@ class Report:
                 "at_least_best_single": hyb.ndcg >= best.ndcg,
             },
             "tuned_params": self.tuned_params,
+            "scenarios": {s: t.row() for s, t in self.item_tunings.items()},
             "bootstrap": {
                 "metric": f"ndcg@{self.k}",
                 "difference": "hybrid - popularity",
@@ -199,6 +216,10 @@ def run(
     tuned_params: dict[str, dict[str, Any]] = {}
     tuning: Tuning | None = None
     weights: dict[str, float] = {}
+    item_tunings = {
+        s: ItemTuning(s, dict(ITEM_WEIGHTS[s]), dict(ITEM_WEIGHTS[s]), 0, False, "no validation")
+        for s in ITEM_SCENARIOS
+    }
     if v.test and len(components) > 1:
         vtrain = protocol.build(v.train)
         vusers_all = list(v.test)
@@ -210,6 +231,7 @@ def run(
         rel, n_rel = _relevance(vtrain, vusers_all, v.test)
         exclude = vtrain.binary()[vusers]
         parts: dict[str, np.ndarray] = {}
+        item_sources: dict[str, Component] = {}
         for i, (name, c) in enumerate(zip(names, components, strict=True)):
             tell(f"validation: {name}", i, len(components))
             fitted = None
@@ -221,6 +243,8 @@ def run(
             if fitted is None:
                 fitted = type(c)(**c.params).fit(vtrain)
             parts[name] = normalise(fitted.scores(vusers), exclude)
+            if name in ITEM_SOURCES:
+                item_sources[name] = fitted
         tell("validation: blend weights", 0, 1)
         counter = {"n": 0}
 
@@ -231,6 +255,11 @@ def run(
         tuning = tune_weights(parts, rel, n_rel, exclude, k, progress=step)
         weights = tuning.weights
         del parts
+        for j, scenario in enumerate(ITEM_SCENARIOS):
+            tell("validation: item-to-item weights", j, len(ITEM_SCENARIOS))
+            item_tunings[scenario] = tune_item_weights(
+                item_sources, vtrain, v.train, vusers_all, rel, n_rel, k, scenario
+            )
     else:
         # Nothing to tune on (one component, or nobody with 5 training pairs): the baseline.
         weights = {_popularity_name(names): 1.0}
@@ -279,6 +308,8 @@ def run(
                 r.rmse, r.mae = _rating_errors(c, train, data, h)
         results.append(r)
 
+    _measure_item_scenarios(item_tunings, fitted_components, train, h, k, seed, tell)
+
     pop = next(r for r in results if r.name == _popularity_name(names))
     hyb = results[-1]
     ci = protocol.paired_bootstrap(
@@ -288,7 +319,8 @@ def run(
     best_single = max(singles, key=lambda r: r.ndcg).name
     model = None
     if keep_model:
-        model = Hybrid(train, fitted_components, default_weights(weights))
+        item = {s: t.weights for s, t in item_tunings.items()}
+        model = Hybrid(train, fitted_components, default_weights(weights, item))
     return Report(
         k=k,
         seed=seed,
@@ -309,7 +341,36 @@ def run(
         best_single=best_single,
         seconds=time.perf_counter() - started,
         model=model,
+        item_tunings=item_tunings,
     )
+
+
+def _measure_item_scenarios(
+    tunings: dict[str, ItemTuning],
+    fitted: dict[str, Component],
+    train: TrainSet,
+    h: Holdout,
+    k: int,
+    seed: int,
+    tell: Progress,
+) -> None:
+    """NDCG@k of the tuned and the default item-to-item weights on the test split (the same
+    protocol as on validation, components fitted on the whole training split), on at most
+    ``ITEM_TEST_USERS`` evaluated users (a seeded sample)."""
+    sources = {n: c for n, c in fitted.items() if n in ITEM_SOURCES}
+    if not sources:
+        return
+    users = h.users
+    if len(users) > ITEM_TEST_USERS:
+        rng = np.random.default_rng(seed)
+        users = sorted(rng.choice(users, size=ITEM_TEST_USERS, replace=False).tolist())
+    rel, n_rel = _relevance(train, users, h.test)
+    for j, (scenario, t) in enumerate(tunings.items()):
+        tell("test: item-to-item scenarios", j, len(tunings))
+        (tuned, default), n = item_ndcg(
+            sources, train, h.train, users, rel, n_rel, k, scenario, [t.weights, t.default]
+        )
+        t.test_ndcg, t.default_test_ndcg, t.test_users = tuned, default, n
 
 
 def _given(spec: str) -> set[str]:

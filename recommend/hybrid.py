@@ -7,9 +7,15 @@ on a small grid and keeps a change only if validation NDCG@k rises, until a full
 nothing. The blend is therefore at least as good as the best single component on validation; on the
 test split that holds only in expectation, and the evaluation reports what happened.
 
-``PRODUCT`` and ``CART`` blend item-to-item signals (co-occurrence, bought together, content) with
-documented default weights. Cold start: a new shopper gets trending + content + session signals, a
-new product content similarity.
+``PRODUCT`` and ``CART`` blend item-to-item signals (item-kNN co-occurrence, bought together,
+content) with weights tuned on the same validation split by an item-to-item protocol: for each
+validation user the query is the item of the user's last training event (``PRODUCT``) or that
+event's basket (``CART``); candidates are all training items but the user's own; relevant are the
+user's held-out items. The same coordinate search runs over the same grid, starting from the
+better of the documented defaults (``ITEM_WEIGHTS``) and the best single signal, so on validation
+the tuned blend is never worse than either. With fewer than ``MIN_ITEM_USERS`` validation users
+that have a query, or fewer than two of the signals, the defaults stay. Cold start: a new shopper
+gets trending + content + session signals, a new product content similarity.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ from recommend.components.content import Content
 from recommend.components.neighbors import cooccurrence_similarity, session_scores
 from recommend.components.popularity import Trending
 from recommend.components.together import BoughtTogether
+from recommend.data import Interactions
 from recommend.protocol import TrainSet, top_k
 
 SCENARIOS = ("HOME", "PRODUCT", "CART", "EMAIL")
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-# Item-to-item scenarios (not tuned offline: the protocol asks a user question).
+# Item-to-item scenarios: the defaults, and the start of their tuning (see the module docstring).
 ITEM_WEIGHTS = {
     "PRODUCT": {"itemknn": 1.0, "together": 1.0, "content": 0.5},
     "CART": {"together": 1.0, "itemknn": 0.5, "content": 0.25},
 }
+ITEM_SCENARIOS = ("PRODUCT", "CART")
+MIN_ITEM_USERS = 20  # validation users with a query needed to tune an item-to-item scenario
 COLD_WEIGHTS = {"trending": 1.0, "content": 0.5, "session": 1.0}
 
 
@@ -86,7 +95,7 @@ def ndcg_at(recs: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: i
 
 @dataclass
 class Tuning:
-    """What the validation search chose and saw."""
+    """What the validation search chose and saw (``start_ndcg``: the given start's score)."""
 
     weights: dict[str, float]
     best_single: str
@@ -94,6 +103,7 @@ class Tuning:
     hybrid_ndcg: float
     evaluations: int
     trace: list[tuple[str, float, float]] = field(default_factory=list)
+    start_ndcg: float | None = None
 
 
 def tune_weights(
@@ -106,8 +116,10 @@ def tune_weights(
     grid: Sequence[float] = WEIGHT_GRID,
     max_passes: int = 4,
     progress: Callable[[], None] | None = None,
+    start: Mapping[str, float] | None = None,
 ) -> Tuning:
-    """Coordinate search of blend weights on validation data (normalised scores in ``parts``)."""
+    """Coordinate search of blend weights on validation data (normalised scores in ``parts``),
+    from the best single part alone, or from ``start`` when that scores at least as well."""
 
     def score(w: Mapping[str, float]) -> float:
         recs = top_k(blend(parts, w), k, exclude)
@@ -122,6 +134,15 @@ def tune_weights(
     best = singles[best_name]
     trace = [(best_name, 1.0, best)]
     evaluations = len(names)
+    start_score = None
+    if start is not None:
+        given = {n: float(start.get(n, 0.0)) for n in names}
+        if any(given.values()):
+            start_score = score(given)
+            evaluations += 1
+            if start_score >= best:
+                weights, best = given, start_score
+                trace = [("start", 0.0, best)]
     for _ in range(max_passes):
         changed = False
         for n in names:
@@ -138,7 +159,165 @@ def tune_weights(
                     trace.append((n, g, s))
         if not changed:
             break
-    return Tuning(weights, best_name, singles[best_name], best, evaluations, trace)
+    return Tuning(weights, best_name, singles[best_name], best, evaluations, trace, start_score)
+
+
+# -- item-to-item scenarios (PRODUCT, CART) -------------------------------------------------------
+
+
+def item_parts(components: Mapping[str, Component], items: list[int]) -> dict[str, np.ndarray]:
+    """The raw item-to-item signals for query items (training item indices), by the names
+    ``ITEM_WEIGHTS`` uses: bought-together lift, content similarity, and item-kNN co-occurrence
+    (from an ``itemknn`` or ``session`` component)."""
+    parts: dict[str, np.ndarray] = {}
+    for name, c in components.items():
+        if name == "together" and isinstance(c, BoughtTogether):
+            parts[name] = c.with_items(items)
+        elif name == "content" and isinstance(c, Content):
+            parts[name] = np.sum([c.similar(i) for i in items], axis=0)
+        elif name in ("itemknn", "session") and hasattr(c, "sim"):
+            parts["itemknn"] = session_scores(c.sim, items, decay=1.0)
+    return parts
+
+
+def item_queries(
+    data: Interactions, train: TrainSet, users: Sequence[str], scenario: str
+) -> list[list[int]]:
+    """Per user, the query of an item-to-item scenario as training item indices: the item of the
+    user's last event in ``data`` (``PRODUCT``), or every item of that event's basket (``CART``);
+    the last event is the latest by time, ties by row order. Items outside ``train`` are left out
+    (an empty query: the user is skipped)."""
+    f = data.frame[["user", "item", "time", "basket"]]
+    f = f[f["user"].isin(set(users))]
+    last = f.sort_values("time", kind="stable").groupby("user", sort=False).tail(1)
+    index = train.item_index
+    by_user: dict[str, list[int]] = {}
+    if scenario == "PRODUCT":
+        for u, i in zip(last["user"], last["item"], strict=True):
+            by_user[u] = [index[i]] if i in index else []
+    else:
+        same = f.merge(last[["user", "basket"]], on=["user", "basket"])
+        for u, items in same.groupby("user", sort=False)["item"]:
+            by_user[u] = sorted({index[i] for i in items if i in index})
+    return [by_user.get(u, []) for u in users]
+
+
+def item_scores(
+    components: Mapping[str, Component],
+    queries: Sequence[list[int]],
+    exclude: sp.csr_matrix,
+    n_items: int,
+) -> dict[str, np.ndarray]:
+    """Normalised item-to-item signals, one row per query (``exclude``d items set no range)."""
+    names: list[str] = []
+    rows: dict[str, np.ndarray] = {}
+    for r, items in enumerate(queries):
+        for name, raw in item_parts(components, items).items():
+            if name not in rows:
+                names.append(name)
+                rows[name] = np.zeros((len(queries), n_items), np.float32)
+            rows[name][r] = raw
+    return {n: normalise(rows[n], exclude) for n in names}
+
+
+@dataclass
+class ItemTuning:
+    """One item-to-item scenario's weights and how they were chosen."""
+
+    scenario: str
+    weights: dict[str, float]
+    default: dict[str, float]
+    users: int  # validation users with a query
+    tuned: bool
+    reason: str = ""
+    validation_ndcg: float | None = None
+    default_validation_ndcg: float | None = None
+    test_ndcg: float | None = None
+    default_test_ndcg: float | None = None
+    test_users: int = 0
+
+    def row(self) -> dict[str, object]:
+        return {
+            "weights": self.weights,
+            "default_weights": self.default,
+            "tuned": self.tuned,
+            "reason": self.reason,
+            "validation_users": self.users,
+            "validation_ndcg": self.validation_ndcg,
+            "default_validation_ndcg": self.default_validation_ndcg,
+            "test_users": self.test_users,
+            "test_ndcg": self.test_ndcg,
+            "default_test_ndcg": self.default_test_ndcg,
+        }
+
+
+def item_ndcg(
+    components: Mapping[str, Component],
+    train: TrainSet,
+    data: Interactions,
+    users: Sequence[str],
+    relevant: np.ndarray,
+    n_relevant: np.ndarray,
+    k: int,
+    scenario: str,
+    weight_sets: Sequence[Mapping[str, float]],
+) -> tuple[list[float], int]:
+    """Mean NDCG@k of each weight set in an item-to-item scenario (the protocol of the module
+    docstring: queries from ``data``, a user's training items excluded), over the users with a
+    query; and how many users that is."""
+    queries = item_queries(data, train, users, scenario)
+    keep = [r for r, q in enumerate(queries) if q]
+    if not keep:
+        return [float("nan")] * len(weight_sets), 0
+    rows = np.array([train.user_index[users[r]] for r in keep], dtype=np.int64)
+    exclude = train.binary()[rows]
+    parts = item_scores(components, [queries[r] for r in keep], exclude, train.n_items)
+    out = []
+    for w in weight_sets:
+        recs = top_k(blend(parts, w), k, exclude)
+        out.append(float(ndcg_at(recs, relevant[keep], n_relevant[keep], k).mean()))
+    return out, len(keep)
+
+
+def tune_item_weights(
+    components: Mapping[str, Component],
+    train: TrainSet,
+    data: Interactions,
+    users: Sequence[str],
+    relevant: np.ndarray,
+    n_relevant: np.ndarray,
+    k: int,
+    scenario: str,
+    *,
+    grid: Sequence[float] = WEIGHT_GRID,
+) -> ItemTuning:
+    """Tune one item-to-item scenario on validation (``train``/``data`` the validation training
+    split, ``relevant`` the users' held-out items over ``train``'s items)."""
+    default = dict(ITEM_WEIGHTS[scenario])
+    queries = item_queries(data, train, users, scenario)
+    keep = [r for r, q in enumerate(queries) if q]
+    if len(keep) < MIN_ITEM_USERS:
+        return ItemTuning(
+            scenario, default, default, len(keep), False, f"only {len(keep)} validation users"
+        )
+    rows = np.array([train.user_index[users[r]] for r in keep], dtype=np.int64)
+    exclude = train.binary()[rows]
+    parts = item_scores(components, [queries[r] for r in keep], exclude, train.n_items)
+    if len(parts) < 2:
+        return ItemTuning(
+            scenario, default, default, len(keep), False, "fewer than two item-to-item signals"
+        )
+    t = tune_weights(parts, relevant[keep], n_relevant[keep], exclude, k, grid=grid, start=default)
+    weights = {**default, **t.weights}
+    return ItemTuning(
+        scenario,
+        weights,
+        default,
+        len(keep),
+        True,
+        validation_ndcg=t.hybrid_ndcg,
+        default_validation_ndcg=t.start_ndcg,
+    )
 
 
 class Hybrid:
@@ -208,7 +387,9 @@ class Hybrid:
         exclude[recent_idx] = True
         sess = normalise(session_scores(self.item_similarity(), recent_idx)[None, :])[0]
         if scenario in ITEM_WEIGHTS and recent_idx:
-            total = self._item_blend(recent_idx, ITEM_WEIGHTS[scenario])
+            total = self._item_blend(
+                recent_idx, self.weights.get(scenario) or ITEM_WEIGHTS[scenario]
+            )
         elif user is not None and user in t.user_index:
             u = np.array([t.user_index[user]])
             total = self.scores(u, scenario)[0] + session_weight * sess
@@ -219,14 +400,7 @@ class Hybrid:
         return [t.items[j] for j in top_k(total, k)[0] if j >= 0]
 
     def _item_blend(self, items: list[int], weights: Mapping[str, float]) -> np.ndarray:
-        parts: dict[str, np.ndarray] = {}
-        for name, c in self.components.items():
-            if name == "together" and isinstance(c, BoughtTogether):
-                parts[name] = c.with_items(items)
-            elif name == "content" and isinstance(c, Content):
-                parts[name] = np.sum([c.similar(i) for i in items], axis=0)
-            elif name in ("itemknn", "session") and hasattr(c, "sim"):
-                parts["itemknn"] = session_scores(c.sim, items, decay=1.0)
+        parts = item_parts(self.components, items)
         return blend({n: normalise(p[None, :])[0] for n, p in parts.items()}, weights)
 
     def _cold(self, recent: list[int]) -> np.ndarray:
@@ -298,22 +472,31 @@ class ArtifactError(RuntimeError):
     """A model artifact that cannot be used (missing, corrupt, foreign)."""
 
 
-def default_weights(tuned: Mapping[str, float]) -> dict[str, dict[str, float]]:
+def default_weights(
+    tuned: Mapping[str, float], item: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, dict[str, float]]:
+    """Weights per scenario: ``tuned`` for HOME and EMAIL, ``item`` (tuned) or the defaults for
+    PRODUCT and CART."""
+    item = item or {}
     return {
         "HOME": dict(tuned),
         "EMAIL": dict(tuned),
-        "PRODUCT": dict(ITEM_WEIGHTS["PRODUCT"]),
-        "CART": dict(ITEM_WEIGHTS["CART"]),
+        "PRODUCT": dict(item.get("PRODUCT") or ITEM_WEIGHTS["PRODUCT"]),
+        "CART": dict(item.get("CART") or ITEM_WEIGHTS["CART"]),
     }
 
 
 __all__ = [
+    "ITEM_WEIGHTS",
     "SCENARIOS",
     "ArtifactError",
     "Hybrid",
+    "ItemTuning",
     "Tuning",
     "blend",
     "default_weights",
+    "item_parts",
     "normalise",
+    "tune_item_weights",
     "tune_weights",
 ]

@@ -47,6 +47,21 @@ def markdown(report: Report) -> str:
         lines.append(
             f"Tuned on validation: {name} " + ", ".join(f"{p}={v}" for p, v in chosen.items())
         )
+    for scenario, it in report.item_tunings.items():
+        w = ", ".join(f"{n} {v:g}" for n, v in it.weights.items())
+        if it.tuned:
+            line = (
+                f"{scenario} weights (tuned on validation, {it.users:,} users): {w}; validation "
+                f"NDCG@{k} {_f(it.validation_ndcg)}, defaults {_f(it.default_validation_ndcg)}"
+            )
+        else:
+            line = f"{scenario} weights: the defaults {w} ({it.reason})"
+        if it.test_users:
+            line += (
+                f"; test NDCG@{k} {_f(it.test_ndcg)}, defaults {_f(it.default_test_ndcg)} "
+                f"({it.test_users:,} users)"
+            )
+        lines.append(line + ".")
     verdict = "yes" if hyb.ndcg >= best.ndcg else "NO"
     excl = "excludes zero" if lo > 0 or hi < 0 else "includes zero"
     lines += [
