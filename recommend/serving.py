@@ -91,7 +91,14 @@ MAX_RECENT = 20
 HOME_WEIGHTS = {"personal": 1.0, "viewed": 1.0}  # Hybrid.recommend: scores + 1.0 * session
 COLD_WEIGHTS = {"trending": 1.0, "content": 0.5, "viewed": 1.0}  # recommend.hybrid.COLD_WEIGHTS
 PRODUCT_WEIGHTS = {"similar": 1.0, "viewed": 0.5, "personal": 0.25}
-CART_WEIGHTS = {"together": 1.0, "similar": 0.5, "viewed": 0.5, "personal": 0.25}
+CART_WEIGHTS = {"viewed": 0.5, "personal": 0.25}
+# CART's item signals, summed over the cart's items, are blended with the hybrid's CART weights
+# (tuned on validation, ``hybrid.weights["CART"]``, kept in the bundle's meta): bought-together
+# lists ("together"), the session similarity rows ("itemknn", reason "similar") and content lists
+# ("content"); these defaults (``recommend.hybrid.ITEM_WEIGHTS``) when the meta has none.
+CART_ITEM_WEIGHTS = {"together": 1.0, "itemknn": 0.5, "content": 0.25}
+# A request-time part's reason (parts not listed are their own reason).
+PART_REASONS = {"itemknn": "similar"}
 # "personal" in PRODUCT / CART only re-weights candidates found by the item signals.
 # Items found only by widening the pool (walking the trending order, when the candidates left after
 # filtering cannot fill the answer or the diversity caps) score ``WIDEN_WEIGHT * trending``.
@@ -262,7 +269,10 @@ class Bundle:
         step, steps = "precomputing lists", n_users + n_items  # shoppers, then products
         tell(step, 0, steps)
         tops = precompute_top(
-            hybrid, t.binary(), k=width, progress=lambda done, _total: tell(step, done, steps)
+            HomeBlend(hybrid),
+            t.binary(),
+            k=width,
+            progress=lambda done, _total: tell(step, done, steps),
         )
         u_items = tops.items
         u_scores = np.where(u_items >= 0, tops.scores, 0.0).astype(np.float32)
@@ -522,12 +532,19 @@ class Bundle:
                 it, sc, src = self._lists(self.similar_ids, self.similar_scores, [product])
                 parts["similar"], sources["similar"] = (it, sc), (it, sc, src)
         elif scenario == "CART":
-            weights = CART_WEIGHTS
+            tuned = self.meta.get("weights", {}).get("CART") or CART_ITEM_WEIGHTS
+            weights = {**{n: float(tuned.get(n, 0.0)) for n in CART_ITEM_WEIGHTS}, **CART_WEIGHTS}
             if cart:
-                it, sc, src = self._lists(self.together_ids, self.together_scores, cart)
+                rows = np.asarray(cart, np.int64)
+                ones = np.ones(len(rows), np.float32)
+                it, sc, src = self._lists(self.together_ids, self.together_scores, rows)
                 parts["together"], sources["together"] = (it, sc), (it, sc, src)
-                it, sc, src = self._lists(self.similar_ids, self.similar_scores, cart)
-                parts["similar"], sources["similar"] = (it, sc), (it, sc, src)
+                it, sc, src = self._csr_rows(
+                    self.sim_indptr, self.sim_indices, self.sim_data, rows, ones
+                )
+                parts["itemknn"], sources["itemknn"] = (it, sc), (it, sc, src)
+                it, sc, src = self._lists(self.content_ids, self.content_scores, rows)
+                parts["content"], sources["content"] = (it, sc), (it, sc, src)
         elif user is not None:
             weights = HOME_WEIGHTS
             row = self.user_top_ids[user]
@@ -810,7 +827,7 @@ class Bundle:
                 Ranked(
                     item=str(self.items[i]),
                     score=float(s),
-                    reason=r,
+                    reason=PART_REASONS.get(r, r),
                     source=str(self.items[src_i]) if src_i is not None else None,
                     category=int(cat[i]),
                 )
@@ -882,6 +899,50 @@ class Bundle:
 
 
 # -- module helpers ---------------------------------------------------------------------------------
+
+
+class HomeBlend:
+    """``hybrid.scores(users, "HOME")`` with fewer passes over the dense block: each component's
+    scores are normalised in place (training items NaN, min and max by ``fmin``/``fmax``
+    reductions) and added to one total, instead of a normalised copy per component. The same
+    float32 operations in the same order as :func:`recommend.hybrid.normalise` and
+    :func:`recommend.hybrid.blend`, so the same numbers for every item a list can hold (training
+    items, which lists never hold, are NaN here and 0 there)."""
+
+    def __init__(self, hybrid: Hybrid, scenario: str = "HOME") -> None:
+        self.hybrid = hybrid
+        self.weights = hybrid.weights.get(scenario) or hybrid.weights["HOME"]
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        seen = self.hybrid.train.binary()[users]
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        total: np.ndarray | None = None
+        for name, w in self.weights.items():  # blend's order
+            c = self.hybrid.components.get(name)
+            if w == 0 or c is None:
+                continue
+            s = np.asarray(c.scores(users))
+            if s.dtype != np.float32 or not s.flags.writeable or s.base is not None:
+                s = np.array(s, dtype=np.float32)
+            if not np.isfinite(s).all():
+                s[~np.isfinite(s)] = np.nan
+            s[rows, seen.indices] = np.nan
+            with np.errstate(invalid="ignore"):
+                lo = np.fmin.reduce(s, axis=1)
+                hi = np.fmax.reduce(s, axis=1)
+                span = hi - lo
+            ok = np.isfinite(span) & (span > 0)
+            s -= np.where(ok, lo, np.float32(0.0))[:, None]
+            s /= np.where(ok, span, np.float32(1.0))[:, None]
+            s[~ok] = 0.0
+            s *= np.float32(w)
+            if total is None:
+                total = s
+            else:
+                total += s
+        if total is None:
+            return np.zeros((len(users), self.hybrid.train.n_items), np.float32)
+        return total
 
 
 def _positive(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

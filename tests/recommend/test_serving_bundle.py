@@ -25,8 +25,8 @@ from domain.settings import Settings
 from recommend import evaluate, synthetic
 from recommend.components.content import Content
 from recommend.components.together import BoughtTogether
-from recommend.hybrid import ITEM_WEIGHTS, ArtifactError, Hybrid
-from recommend.serving import MAGIC, Bundle, Ranked, RankRequest, Recent, View
+from recommend.hybrid import ArtifactError, Hybrid
+from recommend.serving import MAGIC, Bundle, HomeBlend, Ranked, RankRequest, Recent, View
 from tests.recommend.models_world import fast, seed
 
 SPECS = ["popularity", "itemknn", "content", "together", "trending"]
@@ -99,12 +99,27 @@ def test_home_lists_equal_the_hybrids_top(hybrid: Hybrid, bundle: Bundle) -> Non
         assert s[0] == pytest.approx(1.0) and np.all(s >= 0) and np.all(np.diff(s) <= 1e-7)
 
 
+def test_the_fast_home_blend_is_the_hybrids_blend(hybrid: Hybrid) -> None:
+    users = np.arange(0, hybrid.train.n_users, 3)
+    seen = hybrid.train.binary()[users].toarray() > 0
+    weights = dict(hybrid.weights["HOME"])
+    try:
+        for home in (weights, {n: 0.5 + i for i, n in enumerate(hybrid.components)}):
+            hybrid.weights["HOME"] = home
+            want = hybrid.scores(users)
+            got = HomeBlend(hybrid).scores(users)
+            np.testing.assert_array_equal(got[~seen], want[~seen])  # bit for bit
+            assert np.isnan(got[seen]).all()
+    finally:
+        hybrid.weights["HOME"] = weights
+
+
 def test_item_lists_equal_the_hybrids_item_blend(hybrid: Hybrid, bundle: Bundle) -> None:
     content = hybrid.components["content"]
     together = hybrid.components["together"]
     assert isinstance(content, Content) and isinstance(together, BoughtTogether)
     for i in range(0, hybrid.train.n_items, 9):
-        mix = hybrid._item_blend([i], ITEM_WEIGHTS["PRODUCT"])
+        mix = hybrid._item_blend([i], hybrid.weights["PRODUCT"])
         mix[i] = -np.inf
         got = bundle.similar_ids[i][bundle.similar_ids[i] >= 0]
         np.testing.assert_allclose(bundle.similar_scores[i][: len(got)], mix[got], rtol=1e-5)
@@ -347,7 +362,12 @@ def test_product_and_cart_scenarios(hybrid: Hybrid, bundle: Bundle) -> None:
     got = bundle.rank(RankRequest(scenario="CART", cart=cart, k=8), v)
     check_answer(got)
     assert len(got) == 8 and not set(cart) & set(keys(got))
-    assert all(r.source in cart for r in got if r.reason in ("together", "similar"))
+    assert all(r.source in cart for r in got if r.reason in ("together", "similar", "content"))
+    # The hybrid's (tuned) CART weights decide which item signals count.
+    signals = {"itemknn": "similar"}
+    weighted = {signals.get(n, n) for n, w in hybrid.weights["CART"].items() if w > 0}
+    reasons = {r.reason for r in got}
+    assert reasons & weighted and reasons <= weighted | {"trending"}
     bt = bundle.bought_together(cart, 5, v)
     check_answer(bt)
     assert bt and all(r.reason == "together" and r.source in cart for r in bt)
