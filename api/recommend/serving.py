@@ -338,7 +338,7 @@ def _who(info: Info, data: RecommendationsInput) -> tuple[int | None, str | None
 
 
 async def _serve(info: Info, ask: Ask) -> RecommendationsPayload:
-    answer = await server(info).answer(info.context.session, ask)
+    answer = await server(info).answer(ask)  # its own autocommit read, not the request's session
     return payload(info, answer)
 
 

@@ -58,7 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.catalog.models import Category, Product
 from domain.columns import UTCDateTime, utcnow
@@ -645,6 +645,13 @@ class RecommendationServer:
         self.fallback_code: str | None = None  # NO_MODEL / MODEL_UNAVAILABLE when no bundle
         self.checked_at: float | None = None
         self.impressions = ImpressionBuffer(db, settings.recommend_impression_flush_ms)
+        # Reads outside any transaction (autocommit): a request costs one round trip for the
+        # shopper, not BEGIN, the statement and ROLLBACK (same pool as the rest of the process).
+        self.reader = async_sessionmaker(
+            db.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            autoflush=False,
+        )
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
         self._bad_arms: set[int] = set()
         self._warming: asyncio.Task[None] | None = None
@@ -662,7 +669,7 @@ class RecommendationServer:
 
     async def _warm(self) -> None:
         try:
-            async with self.db.read_only() as session:
+            async with self.reader() as session:
                 await self.ensure(session)
         except Exception:  # the first request tries again
             log.exception("recommendations: loading the active model at start-up failed")
@@ -845,9 +852,15 @@ class RecommendationServer:
         self.arms.move_to_end(vid)
         return found, exp[0]
 
-    async def answer(self, session: AsyncSession, ask: Ask) -> Answer:
+    async def answer(self, ask: Ask, session: AsyncSession | None = None) -> Answer:
         """Rank for one request and queue its impression (written behind, or now when the flush
-        interval is 0)."""
+        interval is 0). Reads with ``session``, else with an autocommit session of its own."""
+        if session is None:
+            async with self.reader() as own:
+                return await self._answer(own, ask)
+        return await self._answer(session, ask)
+
+    async def _answer(self, session: AsyncSession, ask: Ask) -> Answer:
         await self.ensure(session)
         now = utcnow()
         shopper = await load_shopper(

@@ -586,11 +586,11 @@ async def test_impressions_are_written_behind(
     server.start()
     async with api.db.read_only() as session:
         answer = await server.answer(
-            session, Ask(surface="recommendations", customer_id=world["customers"]["c0"])
+            Ask(surface="recommendations", customer_id=world["customers"]["c0"]), session
         )
-        erased_answer = await server.answer(
-            session, Ask(surface="recommendations", customer_id=world["customers"]["c5"])
-        )
+    erased_answer = await server.answer(
+        Ask(surface="recommendations", customer_id=world["customers"]["c5"])
+    )
     assert answer.personal and answer.items
     assert await impression_count(api.db) == 0  # queued, not written yet
     # a shopper erased before the flush: the row is written without the customer
