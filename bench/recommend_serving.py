@@ -25,7 +25,7 @@ migrations; created if absent, kept and reused with ``--reuse``):
   tuning: the serving cost does not depend on them), ``recommend.serving.Bundle.build``, stored as
   the ``active`` ``model_version`` row (``serving`` + ``serving_sha256``; no pickled artifact). The
   built bundle is cached on disk (``--cache-dir``, keyed by the database name, the sizes, the
-  components and the source of the recommender), so ``--reuse`` skips the training.
+  components and the bundle format), so ``--reuse`` skips the training (``--retrain`` does not).
 
 The request mix: shopper ``i`` of ``--shoppers`` (each with its own token from a real token exchange
 at ``/oauth/token``) asks for HOME with 2 recent product ids and one of four filters: a category
@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"keep the database (--db-name, default {DB_NAME}) and reuse it and the cached "
         "bundle when the sizes match",
+    )
+    p.add_argument(
+        "--retrain", action="store_true", help="with --reuse: train again, ignore the cache"
     )
     p.add_argument("--db-name", default=DB_NAME, help="PostgreSQL database of the full-size store")
     p.add_argument("--users", type=int, help="customers (default 100,000)")
@@ -409,18 +412,12 @@ async def session_events(st: Store, shoppers: list[int], recent: dict[int, list[
 # --- the model -------------------------------------------------------------------------------
 
 
-def source_fingerprint() -> str:
-    """The recommender's source: a change rebuilds the cached bundle."""
-    digest = hashlib.sha256()
-    for path in sorted((common.REPO / "recommend").rglob("*.py")):
-        digest.update(path.relative_to(common.REPO).as_posix().encode())
-        digest.update(path.read_bytes())
-    gen = common.REPO / "bench" / "recommend_scale.py"
-    digest.update(gen.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def bundle_path(args: argparse.Namespace) -> Path:
+    """Where the bundle of these sizes and components is cached. The key holds the bundle
+    format's magic, not the recommender's source: a cached bundle that no longer loads is rebuilt,
+    one that loads is served by the current ranking code (``--retrain`` rebuilds it anyway)."""
+    from recommend.serving import MAGIC
+
     key = hashlib.sha256(
         json.dumps(
             {
@@ -428,7 +425,7 @@ def bundle_path(args: argparse.Namespace) -> Path:
                 "components": args.specs,
                 "weights": HOME_WEIGHTS,
                 "generator": GENERATOR_VERSION,
-                "source": source_fingerprint(),
+                "format": MAGIC.decode().strip(),
             },
             sort_keys=True,
         ).encode()
@@ -685,14 +682,17 @@ def create_plain_app() -> Any:
     cached JSON answer (a real ``recommendations`` answer, same shape and size), served by uvicorn
     exactly as the real app is. ``PRECIS_BENCH_PLAIN_BODY`` names the file holding it."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
 
     cached = Path(os.environ["PRECIS_BENCH_PLAIN_BODY"]).read_bytes()
 
     async def answer(request: Request) -> Response:
-        await request.body()
+        try:
+            await request.body()
+        except ClientDisconnect:  # the load generator stopping mid-request
+            return Response(b"", status_code=499)
         return Response(cached, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
@@ -894,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
                 meta = {**wanted_meta(args), "built_at": started_at.isoformat()}
                 asyncio.run(_set_comment(args.db_name, meta))
         blob: bytes | None = None
-        if args.reuse and cache.exists():
+        if args.reuse and cache.exists() and not args.retrain:
             from recommend.hybrid import ArtifactError
             from recommend.serving import Bundle
 
