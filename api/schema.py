@@ -47,6 +47,7 @@ from api.recommend.mutations import RecommendMutations
 from api.recommend.queries import RecommendQueries
 from api.recommend.serving import FAST_RESOLVERS as RECOMMEND_FAST_RESOLVERS
 from api.recommend.serving import ServingQueries
+from api.recommend.serving import install_fast_path as install_recommendations_fast_path
 from api.relay import Node
 from api.scalars import OVERRIDES as SCALAR_OVERRIDES
 from api.segments.mutations import SegmentMutations
@@ -367,5 +368,6 @@ def _build_schema(key: tuple[str, int, int, int, int]) -> strawberry.Schema:
     input_depth.install()
     input_coercion.install()
     install_track_events_fast_path(schema._schema)
+    install_recommendations_fast_path(schema._schema)
     schema.execution_context_class = execution.executor_for(schema._schema)
     return schema
