@@ -4,9 +4,10 @@
 GraphQL with shopper tokens, at 50 concurrent connections, against a plain Starlette endpoint
 returning a cached JSON answer of the same shape, both served by uvicorn the same way, driven
 alternately (A/B/A/B, which goes first alternates) by ``wrk`` (or ``bench/loadgen.py``) from another
-process. Reported per round: requests/s, p50, p99, the server process's CPU; then the medians and
-the median of the per-round ratios rps(graphql) / rps(plain) (target >= 0.4; p50 < 15 ms,
-p99 < 50 ms).
+process. Reported per round: requests/s, p50, p99, the server process's CPU (and CPU ms per
+request); then the medians and the median of the per-round ratios rps(graphql) / rps(plain) (target
+>= 0.4; p50 < 15 ms, p99 < 50 ms). A third target, for scale, is the GraphQL floor: ``{ __typename }``
+through the same server with the same tokens (auth, parse, validate, execute, HTTP; no resolver).
 
 The store (PostgreSQL database ``precis_bench_recommend_serving``, migrated with the project's
 migrations; created if absent, kept and reused with ``--reuse``):
@@ -76,6 +77,13 @@ DEFAULT_COMPONENTS = "trending,itemknn,als,content,together"
 HOME_WEIGHTS = {"als": 1.0, "itemknn": 1.0, "trending": 0.25, "content": 0.25, "popularity": 0.25}
 SESSION_KINDS = ("view", "view", "add_to_cart")
 TARGET_RATIO, TARGET_P50, TARGET_P99 = 0.4, 15.0, 50.0
+# The GraphQL floor: the same server, token and HTTP path, an operation that does nothing.
+FLOOR_BODY = b'{"query":"query Floor { __typename }"}'
+LABELS = {
+    "graphql": "recommendations graphql",
+    "plain": "plain Starlette (cached)",
+    "floor": "{ __typename } graphql (floor)",
+}
 QUERY = (
     "query Recs($input: RecommendationsInput!) { recommendations(input: $input) { "
     "recommendationId modelVersion personal fallback "
@@ -138,6 +146,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="FILE",
         help="after the rounds, sample the server with py-spy during one more 15 s GraphQL run "
         "(raw collapsed stacks) and print the phases and the functions taking the most samples",
+    )
+    p.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="leave out the third target, `{ __typename }` through the same GraphQL server with "
+        "the same tokens (what any GraphQL request costs here, for scale)",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = p.parse_args(argv)
@@ -804,6 +819,11 @@ class Run:
     load: Load
     cpu_pct: float
 
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU milliseconds per request."""
+        return self.cpu_pct * 10 / self.load.rps if self.load.rps else float("nan")
+
 
 # --- profile ---------------------------------------------------------------------------------
 
@@ -836,7 +856,7 @@ def profile(pid: int, drive: Callable[[float], Load], path: str) -> list[list[An
     return top_functions(Path(path))
 
 
-def top_functions(collapsed: Path, n: int = 30) -> list[list[Any]]:
+def top_functions(collapsed: Path, n: int = 40) -> list[list[Any]]:
     """Inclusive and self share of the main thread's samples per function (file:function)."""
     inclusive: dict[str, int] = {}
     own: dict[str, int] = {}
@@ -854,19 +874,28 @@ def top_functions(collapsed: Path, n: int = 30) -> list[list[Any]]:
         for frame in frames[1:]:
             fn, _, rest = frame.partition(" (")
             file = rest.rsplit(":", 1)[0].rstrip(")")
-            short = "/".join(file.split("/")[-2:])
+            repo = str(common.REPO) + "/"
+            short = file[len(repo) :] if file.startswith(repo) else "/".join(file.split("/")[-2:])
             names.append(f"{short}:{fn}")
         for name in set(names):
             inclusive[name] = inclusive.get(name, 0) + count
         if names:
             own[names[-1]] = own.get(names[-1], 0) + count
     total = total or 1
+    # The frames every request passes through (server loop, middleware, the HTTP view) say
+    # nothing: listed are the functions below 60 % inclusive, then the top self times.
     rows = [
         [name, f"{100 * c / total:.1f}%", f"{100 * own.get(name, 0) / total:.1f}%"]
         for name, c in sorted(inclusive.items(), key=lambda kv: -kv[1])
-        if c / total >= 0.01
+        if 0.01 <= c / total < 0.6
+    ][:n]
+    listed = {r[0] for r in rows}
+    rows += [
+        [name, f"{100 * inclusive[name] / total:.1f}%", f"{100 * c / total:.1f}%"]
+        for name, c in sorted(own.items(), key=lambda kv: -kv[1])[:15]
+        if name not in listed
     ]
-    return rows[:n]
+    return rows
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -930,6 +959,14 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{len(tokens):,} shopper tokens in {time.perf_counter() - started:.1f} s")
             requests = bodies(args, shoppers, tokens)
             cached = check(srv.url, requests, 20 if args.tiny else 200)
+            if args.floor:
+                import httpx
+
+                floor = httpx.post(
+                    f"{srv.url}/graphql", content=FLOOR_BODY, headers=requests[0][1], timeout=30
+                )
+                if floor.status_code != 200 or floor.json().get("errors"):
+                    raise SystemExit(f"{{ __typename }} failed: {floor.text:.500}")
             body_file = workdir / "plain.json"
             body_file.write_bytes(cached)
             with common.server(
@@ -938,11 +975,15 @@ def main(argv: list[str] | None = None) -> int:
                 extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
             ) as plain:
                 servers = {"graphql": srv, "plain": plain}
+                sent = {"graphql": requests, "plain": requests}
+                if args.floor:
+                    servers["floor"] = srv
+                    sent["floor"] = [(FLOOR_BODY, headers) for _body, headers in requests]
 
                 def drive(target: str, duration: float) -> Load:
                     return run_load(
                         servers[target].url,
-                        requests,
+                        sent[target],
                         name=target,
                         duration=duration,
                         connections=args.connections,
@@ -955,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
                         drive(target, args.warmup)
                 runs: list[Run] = []
                 for r in range(args.rounds):
-                    order = ["graphql", "plain"] if r % 2 == 0 else ["plain", "graphql"]
+                    order = list(servers) if r % 2 == 0 else list(reversed(servers))
                     for target in order:
                         pid = servers[target].pid
                         cpu0, t0 = cpu_seconds(pid), time.perf_counter()
@@ -982,7 +1023,8 @@ def report(
     top: list[list[Any]],
     n_events: int,
 ) -> int:
-    by = {t: [x for x in runs if x.target == t] for t in ("graphql", "plain")}
+    by = {t: [x for x in runs if x.target == t] for t in ("graphql", "plain", "floor")}
+    by = {t: xs for t, xs in by.items() if xs}
     per_round = [g.load.rps / p.load.rps for g, p in zip(by["graphql"], by["plain"], strict=True)]
     ratio = common.median(per_round)
     print()
@@ -999,9 +1041,9 @@ def report(
     print()
     print(
         common.table(
-            ["round", "target", "req/s", "p50 ms", "p99 ms", "server CPU %"],
+            ["round", "target", "req/s", "p50 ms", "p99 ms", "server CPU %", "CPU ms/req"],
             [
-                [x.round, x.target, x.load.rps, x.load.p50_ms, x.load.p99_ms, x.cpu_pct]
+                [x.round, x.target, x.load.rps, x.load.p50_ms, x.load.p99_ms, x.cpu_pct, x.cpu_ms]
                 for x in runs
             ],
         )
@@ -1015,19 +1057,28 @@ def report(
             "p50_ms": common.median([x.load.p50_ms for x in xs]),
             "p99_ms": common.median([x.load.p99_ms for x in xs]),
             "cpu_pct": common.median([x.cpu_pct for x in xs]),
+            "cpu_ms": common.median([x.cpu_ms for x in xs]),
         }
         s = summary[target]
+        ratio_t = common.median(
+            [x.load.rps / p.load.rps for x, p in zip(xs, by["plain"], strict=True)]
+        )
         rows.append(
             [
-                "recommendations graphql" if target == "graphql" else "plain Starlette (cached)",
+                LABELS[target],
                 s["rps"],
                 s["p50_ms"],
                 s["p99_ms"],
                 s["cpu_pct"],
-                ratio if target == "graphql" else 1.0,
+                s["cpu_ms"],
+                ratio_t,
             ]
         )
-    print(common.table(["target", "req/s", "p50 ms", "p99 ms", "server CPU %", "ratio"], rows))
+    print(
+        common.table(
+            ["target", "req/s", "p50 ms", "p99 ms", "server CPU %", "CPU ms/req", "ratio"], rows
+        )
+    )
     print()
     g = summary["graphql"]
     print(
@@ -1038,6 +1089,12 @@ def report(
         f"latency recommendations graphql: p50 {g['p50_ms']:.2f} ms (target < {TARGET_P50:g}), "
         f"p99 {g['p99_ms']:.2f} ms (target < {TARGET_P99:g})"
     )
+    if "floor" in by:
+        f = summary["floor"]
+        print(
+            f"floor {{ __typename }} graphql/plain: {f['rps'] / summary['plain']['rps']:.3f} "
+            f"(medians); recommendations / floor: {g['rps'] / f['rps']:.3f}"
+        )
     if top:
         print()
         print("top functions of the GraphQL server (py-spy, share of main-thread samples):")
@@ -1061,6 +1118,7 @@ def report(
                             "target": x.target,
                             **dataclasses.asdict(x.load),
                             "cpu_pct": x.cpu_pct,
+                            "cpu_ms": x.cpu_ms,
                         }
                         for x in runs
                     ],

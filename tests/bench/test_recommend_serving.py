@@ -42,9 +42,11 @@ def test_tiny_run(postgres_url: str | None, tmp_path: Path) -> None:
         out,
         re.M,
     ), out
-    assert re.search(r"^round +target +req/s +p50 ms +p99 ms +server CPU %$", out, re.M), out
-    for target in ("graphql", "plain"):
-        assert re.search(rf"^1 +{target} +[\d,.]+ +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M), out
+    assert re.search(
+        r"^round +target +req/s +p50 ms +p99 ms +server CPU % +CPU ms/req$", out, re.M
+    ), out
+    for target in ("graphql", "plain", "floor"):
+        assert re.search(rf"^1 +{target}( +[\d,.]+){{5}}$", out, re.M), out
     assert re.search(
         r"^ratio recommendations graphql/plain: \d+\.\d{3} \(target >= 0\.4", out, re.M
     )
@@ -54,7 +56,8 @@ def test_tiny_run(postgres_url: str | None, tmp_path: Path) -> None:
     data = json.loads(out_json.read_text())
     assert data["size"] == {"users": 600, "products": 300, "interactions": 12_000, "shoppers": 40}
     assert data["session_events"] == 120
-    assert [r["target"] for r in data["runs"]] == ["graphql", "plain"]
+    assert re.search(r"^floor \{ __typename \} graphql/plain: \d+\.\d{3}", out, re.M), out
+    assert [r["target"] for r in data["runs"]] == ["graphql", "plain", "floor"]
     assert all(r["requests"] > 0 and r["bad"] == 0 for r in data["runs"])
     assert data["ratio"] > 0
 
