@@ -32,8 +32,9 @@ from recommend.protocol import Holdout, Result, TrainSet
 SCORE_BUDGET = 20_000_000
 # Validation users whose normalised scores are kept for the weight search (all components).
 VALIDATION_BUDGET = 120_000_000
-# Test users (a seeded sample) on whom the item-to-item scenarios are measured.
-ITEM_TEST_USERS = 5_000
+# Test users (a seeded sample) on whom the item-to-item scenarios are measured: at most this many
+# floats of normalised scores (3 signals x users x items), and at least 200 users.
+ITEM_TEST_BUDGET = 120_000_000
 # Components whose signals the item-to-item scenarios blend (hybrid.item_parts).
 ITEM_SOURCES = ("itemknn", "session", "together", "content")
 
@@ -355,15 +356,17 @@ def _measure_item_scenarios(
     tell: Progress,
 ) -> None:
     """NDCG@k of the tuned and the default item-to-item weights on the test split (the same
-    protocol as on validation, components fitted on the whole training split), on at most
-    ``ITEM_TEST_USERS`` evaluated users (a seeded sample)."""
+    protocol as on validation, components fitted on the whole training split), on a seeded
+    sample of the evaluated users as large as ``ITEM_TEST_BUDGET`` allows (all of them when
+    they fit)."""
     sources = {n: c for n, c in fitted.items() if n in ITEM_SOURCES}
     if not sources:
         return
     users = h.users
-    if len(users) > ITEM_TEST_USERS:
+    cap = max(200, ITEM_TEST_BUDGET // max(1, 3 * train.n_items))
+    if len(users) > cap:
         rng = np.random.default_rng(seed)
-        users = sorted(rng.choice(users, size=ITEM_TEST_USERS, replace=False).tolist())
+        users = sorted(rng.choice(users, size=cap, replace=False).tolist())
     rel, n_rel = _relevance(train, users, h.test)
     for j, (scenario, t) in enumerate(tunings.items()):
         tell("test: item-to-item scenarios", j, len(tunings))
