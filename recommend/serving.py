@@ -566,24 +566,24 @@ class Bundle:
             rerank_only.add("personal")
 
         allowed = np.asarray(view.allowed, dtype=bool)
-        skip = np.unique(np.concatenate(drop).astype(np.int64))
+        skip = _uniq(np.concatenate(drop).astype(np.int64))
         names = [p for p in parts if weights.get(p, 0.0) > 0]
         agg = {p: _aggregate(*parts[p]) for p in names}
         found = [agg[p][0] for p in names if p not in rerank_only]
-        cand = np.unique(np.concatenate(found)) if found else _empty(np.int64)
+        cand = _uniq(np.concatenate(found)) if found else _empty(np.int64)
         cand = cand[allowed[cand] & ~_member(cand, skip)]
         # Trending: a part of its own when cold (the first k allowed items of the trending order
         # are in the pool, so no item outside it can beat them), else only to widen the pool.
         if cold:
             walked, pos = self._walk(allowed, skip, k, 0)
         else:
-            walked, pos = self._walk(allowed, np.union1d(skip, cand), k - len(cand), 0)
-        pool = np.union1d(cand, walked)
+            walked, pos = self._walk(allowed, _union(skip, cand), k - len(cand), 0)
+        pool = _union(cand, walked)
         answer = self._finish(pool, names, agg, weights, cold, k, view)
         if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
-            more, pos = self._walk(allowed, np.union1d(skip, pool), 4 * k, pos)
+            more, pos = self._walk(allowed, _union(skip, pool), 4 * k, pos)
             if len(more):
-                pool = np.union1d(pool, more)
+                pool = _union(pool, more)
                 answer = self._finish(pool, names, agg, weights, cold, k, view)
         chosen, _, labels, scores = answer
         return self._explain(chosen, labels, scores, sources, user, view)
@@ -699,19 +699,15 @@ class Bundle:
         weights: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored entries of ``rows`` of a CSR matrix: (column, weight * value, row)."""
-        starts, ends = indptr[rows], indptr[rows + 1]
-        lens = ends - starts
-        total = int(lens.sum())
-        if not total:
+        r = np.asarray(rows, np.int64)
+        bounds = list(zip(indptr[r].tolist(), indptr[r + 1].tolist(), strict=True))
+        if not bounds or not any(b > a for a, b in bounds):
             return _empty(np.int64), _empty(np.float32), _empty(np.int64)
-        owner = np.repeat(np.arange(len(rows)), lens)
-        offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-        at = starts[owner] + offs
-        return (
-            indices[at].astype(np.int64),
-            (data[at] * weights[owner]).astype(np.float32),
-            np.asarray(rows)[owner],
-        )
+        lens = [b - a for a, b in bounds]
+        cols = np.concatenate([indices[a:b] for a, b in bounds]).astype(np.int64)
+        vals = np.concatenate([data[a:b] for a, b in bounds])
+        owner = np.repeat(np.arange(len(r)), lens)
+        return cols, (vals * weights[owner]).astype(np.float32), r[owner]
 
     @staticmethod
     def _lists(
@@ -808,17 +804,21 @@ class Bundle:
             if len(want):
                 best[name] = _best_source(it, sc, src, want)
         if user is not None and "personal" in reasons:
+            # The shopper's training item most similar to each personal item: looked up in the
+            # item's own similarity row (cosine co-occurrence is symmetric before pruning), which
+            # is ~50 entries instead of the rows of the whole history.
             want = chosen[[r == "personal" for r in reasons]]
             hist = self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]
-            if len(hist):
-                it, sc, src = self._csr_rows(
+            if len(hist) and len(want):
+                near, sc, item = self._csr_rows(
                     self.sim_indptr,
                     self.sim_indices,
                     self.sim_data,
-                    hist.astype(np.int64),
-                    np.ones(len(hist), np.float32),
+                    want,
+                    np.ones(len(want), np.float32),
                 )
-                best["personal"] = _best_source(it, sc, src, want)
+                mine = _member(near, hist.astype(np.int64))  # CSR rows: sorted
+                best["personal"] = _best_source(item[mine], sc[mine], near[mine], want)
         out = []
         cat = view.category
         for i, r, s in zip(chosen.tolist(), reasons, scores.tolist(), strict=True):
@@ -991,8 +991,14 @@ def _aggregate(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     no positive maximum: all 0."""
     if not len(items):
         return _empty(np.int64), _empty(np.float32)
-    u, inv = np.unique(items, return_inverse=True)
-    s = np.bincount(inv.ravel(), weights=scores, minlength=len(u)).astype(np.float32)
+    order = np.argsort(items, kind="stable")
+    it = items[order]
+    first = np.empty(len(it), dtype=bool)
+    first[0] = True
+    np.not_equal(it[1:], it[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    u = it[starts]
+    s = np.add.reduceat(np.asarray(scores, np.float64)[order], starts).astype(np.float32)
     top = float(s.max())
     if top > 0:
         s /= np.float32(top)
@@ -1000,6 +1006,22 @@ def _aggregate(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     else:
         s[:] = 0.0
     return u.astype(np.int64), s
+
+
+def _uniq(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` without its hashing set-up: faster on the few hundred
+    values a request handles)."""
+    a = np.sort(values)
+    if len(a) < 2:
+        return a
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _uniq(np.concatenate((a, b)))
 
 
 def _at(items: np.ndarray, scores: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -1024,7 +1046,7 @@ def _best_source(
     """For each target item: the source row whose entry for it is largest (ties: lower row)."""
     if not len(items) or not len(targets):
         return {}
-    hit = _member(items, np.unique(targets))
+    hit = _member(items, _uniq(targets))
     it, sc, so = items[hit], contrib[hit], np.asarray(src)[hit]
     if not len(it):
         return {}
