@@ -373,7 +373,8 @@ def shopper_statement(by_customer: bool, purchased: bool) -> Any:
             .where(
                 who,
                 e.c.product_id.is_not(None),
-                e.c.type.in_(SESSION_KINDS),
+                # constants in the SQL text: an IN list of parameters is re-rendered per request
+                e.c.type.in_([literal_column(f"'{kind}'") for kind in SESSION_KINDS]),
                 e.c.occurred_at >= since,
             )
             .order_by(e.c.occurred_at.desc(), e.c.id.desc())
