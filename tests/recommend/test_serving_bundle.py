@@ -497,3 +497,26 @@ def test_evaluate_writes_a_bundle(tmp_path: Path) -> None:
     assert done.returncode == 2 and "cannot write" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "missing-dir").exists()
+
+
+def test_one_bundle_serves_many_threads(hybrid: Hybrid, bundle: Bundle) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = hybrid.train
+    rng = np.random.default_rng(3)
+    reqs = [
+        RankRequest(
+            scenario=("HOME", "PRODUCT", "CART")[r % 3],
+            user=str(t.users[int(rng.integers(0, t.n_users))]) if r % 2 else None,
+            product=str(t.items[r % t.n_items]),
+            cart=[str(t.items[(r * 7) % t.n_items])],
+            recent=(Recent(str(t.items[(r * 3) % t.n_items]), "view", 10.0),),
+            k=8,
+        )
+        for r in range(120)
+    ]
+    v = view(bundle)
+    alone = [bundle.rank(r, v) for r in reqs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda r: bundle.rank(r, v), reqs))
+    assert together == alone
