@@ -31,6 +31,8 @@ class Product(SQLModel, table=True):
     __table_args__ = (
         Index("ix_product_category_id_id", "category_id", "id"),
         Index("ix_product_brand_id", "brand", "id"),
+        # API processes re-read the products changed in the last seconds (recommendations).
+        Index("ix_product_updated_at", "updated_at"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
