@@ -154,6 +154,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave out the third target, `{ __typename }` through the same GraphQL server with "
         "the same tokens (what any GraphQL request costs here, for scale)",
     )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the GraphQL server, e.g. PRECIS_DB_POOL_SIZE=50 (repeatable)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = p.parse_args(argv)
     sizes = TINY if args.tiny else FULL
@@ -176,6 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.warmup = 0.0 if args.tiny else 5.0
     if args.database == "sqlite" and not args.tiny:
         p.error("the full-size store is PostgreSQL only; --database sqlite needs --tiny")
+    try:
+        args.server_environ = dict(item.split("=", 1) for item in args.server_env)
+    except ValueError:
+        p.error("--server-env takes NAME=VALUE")
     if args.tiny and args.reuse:
         p.error("--tiny builds a throw-away database; --reuse is for the full-size store")
     from recommend.components import SpecError, make, split_specs
@@ -953,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         n_events = asyncio.run(session_events(st, shoppers, recent))
         log(f"{n_events:,} session events for {len(shoppers):,} shoppers")
         asyncio.run(common.analyze(st.benv))
-        with common.server(st.benv) as srv:
+        with common.server(st.benv, extra_env=args.server_environ) as srv:
             started = time.perf_counter()
             tokens = asyncio.run(exchange_tokens(srv.url, st, shoppers))
             log(f"{len(tokens):,} shopper tokens in {time.perf_counter() - started:.1f} s")
@@ -1034,6 +1045,7 @@ def report(
         f"{','.join(args.specs)}; {args.shoppers:,} shopper tokens; {args.connections} "
         f"connections; {args.rounds} x {args.duration:g} s; {loadgen}; "
         f"{started_at:%Y-%m-%d %H:%M} UTC"
+        + "".join(f"; {k}={v}" for k, v in args.server_environ.items())
     )
     print(f"machine: {common.machine()}; load average {os.getloadavg()[0]:.2f}")
     if build_seconds:
