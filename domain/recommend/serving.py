@@ -665,6 +665,7 @@ class RecommendationServer:
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
         self._bad_arms: set[int] = set()
         self._warming: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
         self._check_lock = asyncio.Lock()
         self._catalog_lock = asyncio.Lock()
 
@@ -685,11 +686,12 @@ class RecommendationServer:
             log.exception("recommendations: loading the active model at start-up failed")
 
     async def stop(self) -> None:
-        warming, self._warming = self._warming, None
-        if warming is not None and not warming.done():
-            warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await warming
+        for task in (self._warming, self._checking):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._warming = self._checking = None
         await self.impressions.stop()
 
     def health(self) -> str:
@@ -714,9 +716,9 @@ class RecommendationServer:
                 async with self._check_lock:
                     if self.checked_at is None or reload == 0:
                         await self._check(session)
-            elif not self._check_lock.locked():
-                async with self._check_lock:
-                    await self._check(session)
+            elif self._checking is None or self._checking.done():
+                # In the background: no request waits for a model to load (only the first).
+                self._checking = asyncio.get_running_loop().create_task(self._check_alone())
         max_age = self.settings.recommend_catalog_max_age_ms / 1000
         if self.catalog.loaded_at == 0.0 or max_age == 0 or now - self.catalog.loaded_at >= max_age:
             if self.catalog.loaded_at == 0.0 or max_age == 0:
@@ -738,6 +740,14 @@ class RecommendationServer:
         if self.active is not None:
             out.append(self.active)
         return out
+
+    async def _check_alone(self) -> None:
+        try:
+            async with self._check_lock, self.reader() as session:
+                await self._check(session)
+        except Exception:  # the next check tries again; what is loaded keeps serving
+            log.exception("recommendations: checking the active model version failed")
+            self.checked_at = time.monotonic()
 
     async def _check(self, session: AsyncSession) -> None:
         await self._check_active(session)
@@ -986,7 +996,7 @@ class RecommendationServer:
         elif ask.surface == "trending":
             cat_mask = None
             if ask.category is not None:
-                cat_mask = np.isin(facts.category, self.catalog.subtree(ask.category))
+                cat_mask = _member(facts.category, self.catalog.subtree(ask.category))
             ranked = bundle.trending_items(cat_mask, k, view)
         else:
             request = RankRequest(

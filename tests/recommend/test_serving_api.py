@@ -654,3 +654,34 @@ async def test_a_running_experiment_splits_shoppers_between_versions(
     assert anonymous["modelVersion"] == control
     rows = {r["id"]: r for r in await impressions(api.db)}
     assert rows[anonymous["recommendationId"]]["experiment_id"] is None
+
+
+async def test_a_periodic_check_loads_a_new_version_in_the_background(
+    api: Api, world: dict[str, Any], serving_blob: bytes, settings: Settings
+) -> None:
+    """With a reload interval, the request that finds the check due does not wait for the load
+    (it runs as a task of its own); a later request gets the new version."""
+    import asyncio
+
+    from domain.recommend.serving import Ask, RecommendationServer
+
+    server = RecommendationServer(
+        api.db, settings.model_copy(update={"recommend_reload_seconds": 0.01})
+    )
+    ask = Ask(surface="recommendations", customer_id=world["customers"]["c0"])
+    try:
+        assert (await server.answer(ask)).model_version == world["version"]
+        newer = await add_version(api.db, serving_blob, status="candidate")
+        await set_active(api.db, newer)
+        await asyncio.sleep(0.02)
+        await server.answer(ask)  # finds the check due: answered by what is loaded, or newer
+        assert server._checking is not None  # the check runs as a task of its own
+        for _ in range(500):  # until the background load is done
+            answer = await server.answer(ask)
+            if answer.model_version == newer:
+                break
+            await asyncio.sleep(0.01)
+        assert answer.model_version == newer and answer.personal
+        assert server.health() == f"ok: version {newer}"
+    finally:
+        await server.stop()
