@@ -53,6 +53,7 @@ import hashlib
 import io
 import json
 import math
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,6 +260,7 @@ class Bundle:
         from recommend.precompute import BLOCK_CELLS, block_size, precompute_top, select_top
 
         tell = progress or (lambda step, done, total: None)
+        started = time.perf_counter()
         if top_n < 1:
             raise ValueError("top_n must be at least 1")
         t = hybrid.train
@@ -274,6 +276,7 @@ class Bundle:
             k=width,
             progress=lambda done, _total: tell(step, done, steps),
         )
+        shoppers_s = time.perf_counter() - started
         u_items = tops.items
         u_scores = np.where(u_items >= 0, tops.scores, 0.0).astype(np.float32)
         best = u_scores[:, :1] if u_scores.shape[1] else np.zeros((n_users, 1), np.float32)
@@ -387,6 +390,10 @@ class Bundle:
                 "ngram_max": ngram_max,
                 "weights": {s: dict(w) for s, w in hybrid.weights.items()},
                 "product_weights": weights,
+                "build_seconds": {
+                    "shoppers": round(shoppers_s, 3),
+                    "products": round(time.perf_counter() - started - shoppers_s, 3),
+                },
             },
         )
 

@@ -40,9 +40,10 @@ def test_quick_run(tmp_path: Path) -> None:
     assert [s["items"] for s in data["ease_probe"]["sizes"]] == [100, 200]
     # The serving bundle: built, loaded and ranked in the same run.
     assert "Serving bundle (HOME, known shopper, 3 recent items, a filter, k = 10)" in out
-    assert re.search(r"^\| build s \| blob MB \| memory MB \| loads s \|", out, re.M), out
+    assert re.search(r"^\| fit s \| build s \(shoppers \+ products\) \| blob MB \|", out, re.M), out
     sv = data["serving"]
     assert sv["components"] == ["itemknn", "als", "content", "together", "trending"]
+    assert sv["build_shoppers_s"] + sv["build_products_s"] <= sv["build_s"]
     assert sv["requests"] > 0 and sv["rank_p50_us"] > 0 and sv["baseline_p50_us"] > 0
     assert sv["rank_ratio"] is not None and sv["rank_p99_us"] >= sv["rank_p50_us"]
     assert 0 < sv["compressed_blob_mb"] <= sv["blob_mb"] and sv["memory_mb"] > 0
