@@ -823,17 +823,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def backend_cpu_seconds(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving ``database`` (by its process title)."""
+    out: dict[int, float] = {}
+    marker = f" {database} ".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres:") and marker in title + b" ":
+            out[int(entry.name)] = cpu_seconds(int(entry.name))
+    return out
+
+
+def db_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the backends used between two readings (backends that ended in between are
+    not counted; new ones count from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 @dataclasses.dataclass
 class Run:
     round: int
     target: str
     load: Load
     cpu_pct: float
+    db_cpu_pct: float = float("nan")
 
     @property
     def cpu_ms(self) -> float:
         """Server CPU milliseconds per request."""
         return self.cpu_pct * 10 / self.load.rps if self.load.rps else float("nan")
+
+    @property
+    def db_cpu_ms(self) -> float:
+        """PostgreSQL CPU milliseconds per request (the backends of the bench database)."""
+        return self.db_cpu_pct * 10 / self.load.rps if self.load.rps else float("nan")
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -986,6 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
             ) as plain:
                 servers = {"graphql": srv, "plain": plain}
+                db_name = st.url.rpartition("/")[2] if st.database == "postgres" else ""
                 sent = {"graphql": requests, "plain": requests}
                 if args.floor:
                     servers["floor"] = srv
@@ -1010,10 +1039,16 @@ def main(argv: list[str] | None = None) -> int:
                     order = list(servers) if r % 2 == 0 else list(reversed(servers))
                     for target in order:
                         pid = servers[target].pid
+                        db0 = backend_cpu_seconds(db_name) if db_name else {}
                         cpu0, t0 = cpu_seconds(pid), time.perf_counter()
                         res = drive(target, args.duration)
-                        cpu = 100 * (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
-                        runs.append(Run(r + 1, target, res, cpu))
+                        elapsed = time.perf_counter() - t0
+                        cpu = 100 * (cpu_seconds(pid) - cpu0) / elapsed
+                        db_cpu = float("nan")
+                        if db_name:
+                            used = db_cpu_delta(db0, backend_cpu_seconds(db_name))
+                            db_cpu = 100 * used / elapsed
+                        runs.append(Run(r + 1, target, res, cpu, db_cpu))
                         log(
                             f"round {r + 1}/{args.rounds} {target:7} {res.rps:8.0f} req/s  "
                             f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  "
@@ -1053,9 +1088,27 @@ def report(
     print()
     print(
         common.table(
-            ["round", "target", "req/s", "p50 ms", "p99 ms", "server CPU %", "CPU ms/req"],
             [
-                [x.round, x.target, x.load.rps, x.load.p50_ms, x.load.p99_ms, x.cpu_pct, x.cpu_ms]
+                "round",
+                "target",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "server CPU %",
+                "CPU ms/req",
+                "db CPU ms/req",
+            ],
+            [
+                [
+                    x.round,
+                    x.target,
+                    x.load.rps,
+                    x.load.p50_ms,
+                    x.load.p99_ms,
+                    x.cpu_pct,
+                    x.cpu_ms,
+                    x.db_cpu_ms,
+                ]
                 for x in runs
             ],
         )
@@ -1070,6 +1123,7 @@ def report(
             "p99_ms": common.median([x.load.p99_ms for x in xs]),
             "cpu_pct": common.median([x.cpu_pct for x in xs]),
             "cpu_ms": common.median([x.cpu_ms for x in xs]),
+            "db_cpu_ms": common.median([x.db_cpu_ms for x in xs]),
         }
         s = summary[target]
         ratio_t = common.median(
@@ -1083,12 +1137,23 @@ def report(
                 s["p99_ms"],
                 s["cpu_pct"],
                 s["cpu_ms"],
+                s["db_cpu_ms"],
                 ratio_t,
             ]
         )
     print(
         common.table(
-            ["target", "req/s", "p50 ms", "p99 ms", "server CPU %", "CPU ms/req", "ratio"], rows
+            [
+                "target",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "server CPU %",
+                "CPU ms/req",
+                "db CPU ms/req",
+                "ratio",
+            ],
+            rows,
         )
     )
     print()
@@ -1131,6 +1196,7 @@ def report(
                             **dataclasses.asdict(x.load),
                             "cpu_pct": x.cpu_pct,
                             "cpu_ms": x.cpu_ms,
+                            "db_cpu_ms": x.db_cpu_ms,
                         }
                         for x in runs
                     ],

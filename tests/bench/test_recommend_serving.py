@@ -43,10 +43,12 @@ def test_tiny_run(postgres_url: str | None, tmp_path: Path) -> None:
         re.M,
     ), out
     assert re.search(
-        r"^round +target +req/s +p50 ms +p99 ms +server CPU % +CPU ms/req$", out, re.M
+        r"^round +target +req/s +p50 ms +p99 ms +server CPU % +CPU ms/req +db CPU ms/req$",
+        out,
+        re.M,
     ), out
     for target in ("graphql", "plain", "floor"):
-        assert re.search(rf"^1 +{target}( +[\d,.]+){{5}}$", out, re.M), out
+        assert re.search(rf"^1 +{target}( +[\d,.]+){{6}}$", out, re.M), out
     assert re.search(
         r"^ratio recommendations graphql/plain: \d+\.\d{3} \(target >= 0\.4", out, re.M
     )
