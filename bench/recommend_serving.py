@@ -161,6 +161,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a setting for the GraphQL server, e.g. PRECIS_DB_POOL_SIZE=50 (repeatable)",
     )
+    p.add_argument(
+        "--app-dir",
+        type=Path,
+        default=common.REPO,
+        help="serve the code of another checkout (e.g. `git archive HEAD` unpacked, to measure a "
+        "commit while the working tree changes)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = p.parse_args(argv)
     sizes = TINY if args.tiny else FULL
@@ -992,7 +999,7 @@ def main(argv: list[str] | None = None) -> int:
         n_events = asyncio.run(session_events(st, shoppers, recent))
         log(f"{n_events:,} session events for {len(shoppers):,} shoppers")
         asyncio.run(common.analyze(st.benv))
-        with common.server(st.benv, extra_env=args.server_environ) as srv:
+        with common.server(st.benv, app_dir=args.app_dir, extra_env=args.server_environ) as srv:
             started = time.perf_counter()
             tokens = asyncio.run(exchange_tokens(srv.url, st, shoppers))
             log(f"{len(tokens):,} shopper tokens in {time.perf_counter() - started:.1f} s")
@@ -1011,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
             with common.server(
                 st.benv,
                 app="bench.recommend_serving:create_plain_app",
+                app_dir=args.app_dir,
                 extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
             ) as plain:
                 servers = {"graphql": srv, "plain": plain}
@@ -1081,6 +1089,7 @@ def report(
         f"connections; {args.rounds} x {args.duration:g} s; {loadgen}; "
         f"{started_at:%Y-%m-%d %H:%M} UTC"
         + "".join(f"; {k}={v}" for k, v in args.server_environ.items())
+        + ("" if args.app_dir == common.REPO else f"; serving {args.app_dir}")
     )
     print(f"machine: {common.machine()}; load average {os.getloadavg()[0]:.2f}")
     if build_seconds:
