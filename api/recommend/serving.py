@@ -9,6 +9,7 @@ catalogue cache (no query per item); their categories are primed into the reques
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -18,7 +19,7 @@ from strawberry.types import Info
 
 from api.auth.permissions import RequireScopes
 from api.catalog.loaders import category_loader
-from api.catalog.types import Product
+from api.catalog.types import Money, Product
 from api.errors import error_type
 from api.execution import fast_resolver
 from api.ids import BadId, decode_id, encode_id
@@ -540,6 +541,24 @@ def product_in_stock(root: Any, info: Any = None) -> bool:
     return bool(root.stock is None or root.stock > 0)
 
 
-FAST_RESOLVERS = {("Product", "id"): product_global_id, ("Product", "inStock"): product_in_stock}
+def product_price(root: Any, info: Any = None) -> Money:
+    """``Product.price`` without Strawberry's per-call wrapping (same value)."""
+    return Money.of(root.price, root.currency)
+
+
+async def product_category(root: Any, info: Any) -> Any:
+    """``Product.category`` without Strawberry's per-call wrapping (same loader, primed for
+    recommended products)."""
+    if root.category_id is None:
+        return None
+    return await info.context.loader("category", category_loader).load(root.category_id)
+
+
+FAST_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("Product", "id"): product_global_id,
+    ("Product", "inStock"): product_in_stock,
+    ("Product", "price"): product_price,
+    ("Product", "category"): product_category,
+}
 
 __all__ = ["FAST_RESOLVERS", "ProductRow", "ServingQueries"]
