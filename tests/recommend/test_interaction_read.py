@@ -49,6 +49,9 @@ async def edge_cases(db: Database) -> None:
         (2, "review", 4, {"rating": 4.5}, None, at),  # not a whole number: does not count
         (3, "review", 5, {}, None, at),  # no rating: does not count
         (3, "review", 6, {"rating": True}, None, at),  # a boolean is no rating
+        (3, "review", 7, {"rating": 4.0}, None, at),  # 4.0 is a float in JSON: no rating
+        (3, "review", 8, {"rating": "4"}, None, at),  # a string: no rating
+        (3, "review", 9, {"rating": 5, "text": "good"}, None, at),  # counts: 5
         (None, "view", 7, {}, None, at),  # anonymous
         (4, "search", None, {}, None, at),  # no product, a kind that does not count
         (4, "share", 8, {}, None, at),  # a kind that does not count
@@ -157,7 +160,9 @@ async def test_the_column_read_equals_the_row_read(db: Database, settings: Setti
             review = f[(f["user"] == "2") & (f["rating"].notna())]
             assert review["item"].tolist() == ["3"] and review["weight"].tolist() == [4.0]
             assert not ((f["user"] == "2") & (f["item"] == "4")).any()
-            assert not ((f["user"] == "3") & f["item"].isin(["5", "6"])).any()
+            assert not ((f["user"] == "3") & f["item"].isin(["5", "6", "7", "8"])).any()
+            five = f[(f["user"] == "3") & (f["item"] == "9") & f["rating"].notna()]
+            assert five["weight"].tolist() == [5.0]
             assert not ((f["user"] == "5") & (f["item"] == "10")).any()  # too old
             assert f[(f["user"] == "5") & (f["item"] == "9")]["basket"].tolist() == ["o5"]
             future = f[(f["user"] == "6") & (f["item"] == "11")]["weight"].tolist()
