@@ -162,6 +162,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a setting for the GraphQL server, e.g. PRECIS_DB_POOL_SIZE=50 (repeatable)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes of both servers (precis serve --workers; default 1)",
+    )
+    p.add_argument(
         "--app-dir",
         type=Path,
         default=common.REPO,
@@ -183,6 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--interactions must be at least --users")
     if args.shoppers > args.users:
         p.error("--shoppers must not be more than --users")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
     args.connections = args.connections or (4 if args.tiny else 50)
     args.rounds = args.rounds or (1 if args.tiny else 5)
     args.duration = args.duration or (1.0 if args.tiny else 10.0)
@@ -821,6 +829,23 @@ def run_load(
     return result
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (uvicorn's worker processes)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += cpu_seconds(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (0 where there is no /proc)."""
     try:
@@ -874,7 +899,9 @@ class Run:
 # --- profile ---------------------------------------------------------------------------------
 
 
-def profile(pid: int, drive: Callable[[float], Load], path: str) -> list[list[Any]]:
+def profile(
+    pid: int, drive: Callable[[float], Load], path: str, workers: int = 1
+) -> list[list[Any]]:
     """py-spy samples the server while the GraphQL load runs; prints phases and top functions."""
     duration = 15
     spy_bin = Path(sys.executable).with_name("py-spy")
@@ -894,6 +921,7 @@ def profile(pid: int, drive: Callable[[float], Load], path: str) -> list[list[An
             path,
             "--nonblocking",
             "--threads",
+            *(["--subprocesses"] if workers > 1 else []),
         ]
     )
     drive(duration + 1)
@@ -999,7 +1027,9 @@ def main(argv: list[str] | None = None) -> int:
         n_events = asyncio.run(session_events(st, shoppers, recent))
         log(f"{n_events:,} session events for {len(shoppers):,} shoppers")
         asyncio.run(common.analyze(st.benv))
-        with common.server(st.benv, app_dir=args.app_dir, extra_env=args.server_environ) as srv:
+        with common.server(
+            st.benv, app_dir=args.app_dir, extra_env=args.server_environ, workers=args.workers
+        ) as srv:
             started = time.perf_counter()
             tokens = asyncio.run(exchange_tokens(srv.url, st, shoppers))
             log(f"{len(tokens):,} shopper tokens in {time.perf_counter() - started:.1f} s")
@@ -1019,6 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
                 st.benv,
                 app="bench.recommend_serving:create_plain_app",
                 app_dir=args.app_dir,
+                workers=args.workers,
                 extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
             ) as plain:
                 servers = {"graphql": srv, "plain": plain}
@@ -1048,10 +1079,10 @@ def main(argv: list[str] | None = None) -> int:
                     for target in order:
                         pid = servers[target].pid
                         db0 = backend_cpu_seconds(db_name) if db_name else {}
-                        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+                        cpu0, t0 = tree_cpu_seconds(pid), time.perf_counter()
                         res = drive(target, args.duration)
                         elapsed = time.perf_counter() - t0
-                        cpu = 100 * (cpu_seconds(pid) - cpu0) / elapsed
+                        cpu = 100 * (tree_cpu_seconds(pid) - cpu0) / elapsed
                         db_cpu = float("nan")
                         if db_name:
                             used = db_cpu_delta(db0, backend_cpu_seconds(db_name))
@@ -1064,7 +1095,9 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 top: list[list[Any]] = []
                 if args.profile:
-                    top = profile(srv.pid, lambda d: drive("graphql", d), args.profile)
+                    top = profile(
+                        srv.pid, lambda d: drive("graphql", d), args.profile, args.workers
+                    )
     return report(args, loadgen, started_at, build_seconds, runs, top, n_events)
 
 
@@ -1088,6 +1121,7 @@ def report(
         f"{','.join(args.specs)}; {args.shoppers:,} shopper tokens; {args.connections} "
         f"connections; {args.rounds} x {args.duration:g} s; {loadgen}; "
         f"{started_at:%Y-%m-%d %H:%M} UTC"
+        + ("" if args.workers == 1 else f"; {args.workers} workers each")
         + "".join(f"; {k}={v}" for k, v in args.server_environ.items())
         + ("" if args.app_dir == common.REPO else f"; serving {args.app_dir}")
     )
