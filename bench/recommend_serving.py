@@ -930,6 +930,29 @@ def profile(
     return top_functions(Path(path))
 
 
+WRAPPERS = (
+    "<frozen runpy>",
+    "click/",
+    "uvicorn/",
+    "_compat.py",
+    "asyncio/runners.py",
+    "starlette/",
+    "middleware/",
+    "asgi/__init__.py",
+    "http/async_base_view.py",
+    "http/httptools_impl.py:RequestResponseCycle.run_asgi",
+    "api/app.py:BodyLimit",
+    "api/app.py:PrecisGraphQL.execute_single",
+    "schema/schema.py:Schema.execute",
+    "schema/schema.py:Schema._execute_operation",
+    "await_result",
+    "get_results",
+    "complete_awaitable_value",
+    "await_maybe",
+    "with_abort_signal",
+)
+
+
 def top_functions(collapsed: Path, n: int = 40) -> list[list[Any]]:
     """Inclusive and self share of the main thread's samples per function (file:function)."""
     inclusive: dict[str, int] = {}
@@ -956,12 +979,12 @@ def top_functions(collapsed: Path, n: int = 40) -> list[list[Any]]:
         if names:
             own[names[-1]] = own.get(names[-1], 0) + count
     total = total or 1
-    # The frames every request passes through (server loop, middleware, the HTTP view) say
-    # nothing: listed are the functions below 60 % inclusive, then the top self times.
+    # The frames every request passes through (server loop, middleware, the HTTP view, the
+    # executor's awaiting wrappers) say nothing: listed are the others, then the top self times.
     rows = [
         [name, f"{100 * c / total:.1f}%", f"{100 * own.get(name, 0) / total:.1f}%"]
         for name, c in sorted(inclusive.items(), key=lambda kv: -kv[1])
-        if 0.01 <= c / total < 0.6
+        if c / total >= 0.01 and not any(w in name for w in WRAPPERS)
     ][:n]
     listed = {r[0] for r in rows}
     rows += [
