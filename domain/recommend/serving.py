@@ -438,6 +438,26 @@ def shopper_statement(by_customer: bool, purchased: bool) -> Any:
     return stmt
 
 
+_COMPILED: dict[tuple[str, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
+
+
+def _compiled(
+    dialect: Any, by_customer: bool, purchased: bool
+) -> tuple[str, list[str], dict[str, Any]]:
+    """The shopper statement as PostgreSQL text, its parameter names in ``$n`` order, and the
+    values of its constant parameters (limits, purposes, ...)."""
+    key = (dialect.name, by_customer, purchased)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = shopper_statement(by_customer, purchased).compile(dialect=dialect)
+        dummy = {"cid": 0, "aid": "", "since": None}
+        values = compiled.construct_params({k: v for k, v in dummy.items() if k in compiled.binds})
+        order = list(compiled.positiontup or ())
+        constants = {k: v for k, v in values.items() if k not in dummy}
+        found = _COMPILED[key] = (str(compiled), order, constants)
+    return found
+
+
 async def load_shopper(
     session: AsyncSession | AsyncConnection,
     settings: Settings,
@@ -452,13 +472,22 @@ async def load_shopper(
     if customer_id is None and anonymous_id is None:
         return shopper
     since = now - timedelta(minutes=settings.recommend_session_minutes)
+    shape = (customer_id is not None, purchased and customer_id is not None)
+    params: dict[str, Any] = {"since": since}
     if customer_id is not None:
-        stmt = shopper_statement(True, purchased)
-        params: dict[str, Any] = {"cid": customer_id, "since": since}
+        params["cid"] = customer_id
     else:
-        stmt = shopper_statement(False, False)
-        params = {"aid": anonymous_id, "since": since}
-    rows: Sequence[Any] = (await session.execute(stmt, params)).all()
+        params["aid"] = anonymous_id
+    rows: Sequence[Any]
+    if isinstance(session, AsyncConnection) and session.dialect.name == "postgresql":
+        # The compiled text straight to asyncpg (its own prepared-statement cache): SQLAlchemy's
+        # execution context and row processing cost more than the statement on the server.
+        sql, order, constants = _compiled(session.dialect, *shape)
+        driver = (await session.get_raw_connection()).driver_connection
+        assert driver is not None
+        rows = await driver.fetch(sql, *(params.get(n, constants.get(n)) for n in order))
+    else:
+        rows = (await session.execute(shopper_statement(*shape), params)).all()
     consent: dict[str, bool] = {}
     for kind, n, s, at in rows:
         if kind == "e" and n is not None:

@@ -685,3 +685,64 @@ async def test_a_periodic_check_loads_a_new_version_in_the_background(
         assert server.health() == f"ok: version {newer}"
     finally:
         await server.stop()
+
+
+async def test_the_shopper_read_is_the_same_by_every_path(
+    api: Api, world: dict[str, Any], settings: Settings
+) -> None:
+    """The shopper statement through SQLAlchemy (a session) and, on PostgreSQL, straight to the
+    driver (a connection) read the same: existence, consent, session events, purchases."""
+    from datetime import UTC, datetime
+
+    from domain.recommend.serving import load_shopper
+
+    customers = world["customers"]
+    await refuse_personalization(api.db, customers["c3"])
+    now = datetime.now(UTC)
+    from datetime import timedelta
+
+    from domain.events.models import Event
+
+    async with api.db.unit_of_work() as session:  # two events of this visit, one long ago
+        for n, (kind, minutes) in enumerate((("view", 1), ("add_to_cart", 2), ("view", 90))):
+            at = now - timedelta(minutes=minutes)
+            await session.execute(
+                insert(table(Event)).values(
+                    client_event_id=f"visit-{n}",
+                    customer_id=customers["c0"],
+                    type=kind,
+                    product_id=n + 1,
+                    properties={},
+                    source_client_id="test",
+                    occurred_at=at,
+                    received_at=at,
+                )
+            )
+    engine = api.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    for who in (
+        {"customer_id": customers["c0"], "anonymous_id": None},
+        {"customer_id": customers["c3"], "anonymous_id": None},
+        {"customer_id": 99_999, "anonymous_id": None},
+        {"customer_id": None, "anonymous_id": "nobody"},
+    ):
+        for purchased in (False, True):
+            async with api.db.read_only() as session:
+                by_session = await load_shopper(
+                    session, settings, purchased=purchased, now=now, **who
+                )
+            async with engine.connect() as conn:
+                by_connection = await load_shopper(
+                    conn, settings, purchased=purchased, now=now, **who
+                )
+            assert by_session == by_connection, (who, purchased)
+    assert by_session.exists is False
+    async with engine.connect() as conn:
+        c0 = await load_shopper(
+            conn, settings, customer_id=customers["c0"], anonymous_id=None, purchased=True, now=now
+        )
+        c3 = await load_shopper(
+            conn, settings, customer_id=customers["c3"], anonymous_id=None, purchased=False, now=now
+        )
+    assert c0.exists and c0.personalization and c0.analytics and c0.purchased
+    assert [(p, k) for p, k, _ in c0.recent] == [(1, "view"), (2, "add_to_cart")]
+    assert c3.exists and not c3.personalization and c3.analytics
