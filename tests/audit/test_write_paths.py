@@ -196,6 +196,20 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
         {},
         "model.promote",
     ),
+    "startExperiment": (  # versions 2 and 3, made in test_every_write_path_records_audit_entries
+        "models:write",
+        'mutation { startExperiment(input: {name: "a/b", arms: ['
+        '{versionId: "TW9kZWxWZXJzaW9uOjI", weight: 1}, '
+        '{versionId: "TW9kZWxWZXJzaW9uOjM", weight: 1}]}) { errors { code } } }',
+        {},
+        "experiment.start",
+    ),
+    "stopExperiment": (
+        "models:write",
+        'mutation { stopExperiment(input: {id: "RXhwZXJpbWVudDox"}) { errors { code } } }',
+        {},
+        "experiment.stop",
+    ),
     # last: it removes c-1
     "eraseUser": (
         "privacy:manage",
@@ -254,6 +268,8 @@ async def test_every_write_path_records_audit_entries(api: Api) -> None:
 
     async with api.db.unit_of_work() as session:
         session.add(ModelVersion(algorithm="popularity", metrics={"ndcg@10": 0.1}))
+        for _ in range(2):  # experiment arms (start checks a serving bundle is stored)
+            session.add(ModelVersion(algorithm="popularity", serving=b"bundle"))
     for name, (scopes, document, variables, action) in CASES.items():
         before = await last_id(api)
         body = await api.gql(document, variables, scopes=scopes)
