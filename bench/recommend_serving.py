@@ -4,8 +4,8 @@
 GraphQL with shopper tokens, at 50 concurrent connections, against a plain Starlette endpoint
 returning a cached JSON answer of the same shape, both served by uvicorn the same way, driven
 alternately (A/B/A/B, which goes first alternates) by ``wrk`` (or ``bench/loadgen.py``) from another
-process. Reported per round: requests/s, p50, p99, the server process's CPU (and CPU ms per
-request); then the medians and the median of the per-round ratios rps(graphql) / rps(plain) (target
+process. Reported per round: requests/s, p50, p99, the server's CPU (and CPU ms per request; all
+its worker processes) and the CPU ms per request of the bench database's PostgreSQL backends; then the medians and the median of the per-round ratios rps(graphql) / rps(plain) (target
 >= 0.4; p50 < 15 ms, p99 < 50 ms). A third target, for scale, is the GraphQL floor: ``{ __typename }``
 through the same server with the same tokens (auth, parse, validate, execute, HTTP; no resolver).
 
@@ -32,11 +32,14 @@ The request mix: shopper ``i`` of ``--shoppers`` (each with its own token from a
 at ``/oauth/token``) asks for HOME with 2 recent product ids and one of four filters: a category
 (a root or a sub-category), a price range, ``inStockOnly``, a category and ``inStockOnly``. Every
 distinct request is sent in turn (``wrk`` Lua ``request()`` cycling through them; the Python
-generator the same way). Before measuring, a sample of them is checked: no errors, 10 items.
+generator the same way). Before measuring, a sample of them is sent once: any error stops the
+bench, and the items per answer and how many were personal are logged.
 
     .venv/bin/python bench/recommend_serving.py --reuse              # full size, PostgreSQL
     .venv/bin/python bench/recommend_serving.py --reuse --profile /tmp/serving.txt  # + py-spy
     .venv/bin/python bench/recommend_serving.py --tiny               # seconds, for CI
+    .venv/bin/python bench/recommend_serving.py --reuse --workers 2 --server-env PRECIS_DB_POOL_SIZE=55
+    .venv/bin/python bench/recommend_serving.py --reuse --app-dir /tmp/head  # git archive HEAD there
     .venv/bin/python bench/recommend_serving.py --tiny --database sqlite
 """
 
