@@ -85,6 +85,7 @@ FALLBACK_SECONDS = 60.0  # ... and re-reads it at most this often
 FALLBACK_LIMIT = 2000
 FALLBACK_WEIGHTS = {"purchase": 5, "add_to_cart": 3, "favorite": 2, "view": 1}
 ARM_CACHE = 4  # experiment arm bundles kept besides the active one
+STOP_WAIT = 10.0  # seconds shutdown waits for a model check or load still running
 MAX_SHARE = 0.5  # diversity: at most this share of an answer from one category or one brand
 PERSONALIZATION = "personalization"
 ANALYTICS = "analytics"
@@ -716,9 +717,15 @@ class RecommendationServer:
 
     async def stop(self) -> None:
         for task in (self._warming, self._checking):
-            if task is not None and not task.done():
+            if task is None or task.done():
+                continue
+            # Let a warm-up or check finish (a few reads, maybe a load): cancelled in the middle
+            # of a read, it would leave its pooled connection to the garbage collector.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), STOP_WAIT)
+            if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._warming = self._checking = None
         await self.impressions.stop()
