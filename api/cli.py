@@ -346,6 +346,13 @@ def demo_load(
         bool,
         typer.Option(help="Also consents, events and orders, then compute profiles."),
     ] = True,
+    model: Annotated[
+        bool,
+        typer.Option(
+            help="Also train a recommendation model on the activity and make it the active "
+            "version (about 10-20 s), so recommendations are personal from the start."
+        ),
+    ] = True,
 ) -> None:
     """Load a deterministic demo storefront (shoppers, categories, products) and its activity."""
     from domain.demo import is_empty, load_demo
@@ -379,6 +386,8 @@ def demo_load(
 
             await seed_builtins(db)
             loaded["segments refreshed"] = (await refresh_with_progress(db))["segments"]
+            if activity and model and await _demo_model(db):
+                loaded["recommendation model trained and promoted"] = 1
             return loaded
         finally:
             await db.dispose()
@@ -388,6 +397,29 @@ def demo_load(
         err.print("demo data already present; skipped")
     else:
         err.print("loaded " + ", ".join(f"{v} {k}" for k, v in result.items()))
+
+
+async def _demo_model(db: Any) -> bool:
+    """Train the configured hybrid on the demo activity and promote it (as the system); a data
+    set too small to train on (a tiny demo) is reported, not an error."""
+    from domain.audit.service import SYSTEM
+    from domain.recommend import service
+
+    settings = get_settings()
+    with _progress() as bar:
+        task = bar.add_task("recommendation model", total=None)
+
+        def tell(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"model: {step}", completed=done, total=total or None)
+
+        try:
+            row = await service.train(db, settings, progress=tell)
+        except service.TrainingError as exc:
+            err.print(f"no recommendation model: {exc}")
+            return False
+    async with db.unit_of_work() as session:
+        await service.promote(session, SYSTEM, settings, row.id or 0)
+    return True
 
 
 def _import(kind: str, path: Path, fmt: str | None, wait: bool) -> None:

@@ -83,6 +83,11 @@ def test_demo_load_and_if_empty(precis: Precis, database: Path) -> None:
     assert "loaded 40 users, 12 products" in loaded.stderr
     assert rows(database, "SELECT COUNT(*) FROM customer") == [(40,)]
     assert rows(database, "SELECT COUNT(*) FROM product") == [(12,)]
+    # a recommendation model trained on the demo activity is the active version, with a bundle
+    assert "1 recommendation model trained and promoted" in loaded.stderr.replace("\n", " ")
+    assert rows(database, "SELECT status, serving IS NOT NULL FROM model_version ORDER BY id") == [
+        ("active", 1)
+    ]
 
     skipped = precis("demo", "load", "--if-empty", "--users", "80")
     assert skipped.returncode == 0, skipped.stderr
