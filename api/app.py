@@ -14,7 +14,7 @@ import orjson
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,6 +169,11 @@ class BodyLimit:
             await self.app(scope, limited, send)
         except _TooLarge:
             await self._refuse(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away before its body was read (a load generator stopping, a
+            # browser tab closed): nothing to answer and nothing wrong with the server. uvicorn
+            # already knows the connection is gone, so returning without a response is quiet.
+            log.debug("client disconnected before the request was read: %s", scope.get("path"))
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(

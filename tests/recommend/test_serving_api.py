@@ -746,3 +746,50 @@ async def test_the_shopper_read_is_the_same_by_every_path(
     assert c0.exists and c0.personalization and c0.analytics and c0.purchased
     assert [(p, k) for p, k, _ in c0.recent] == [(1, "view"), (2, "add_to_cart")]
     assert c3.exists and not c3.personalization and c3.analytics
+
+
+async def test_a_client_that_disconnects_mid_request_is_a_quiet_event(
+    api: Api, world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client gone before its body was read (wrk stopping, a closed tab): the app returns
+    without an answer and without an error (uvicorn logged "Exception in ASGI application" with
+    a ClientDisconnect traceback); nothing is served or written, and the next request works."""
+    import logging
+
+    token = await api.token(READ)
+    body = b'{"query": "{ __typename }"}'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {token}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    before = await impression_count(api.db)
+    with caplog.at_level(logging.INFO):
+        await api.app(scope, receive, send)  # raised ClientDisconnect before
+    assert sent == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert await impression_count(api.db) == before
+    me = await recommend(api, userId=user_id(world["customers"]["c0"]))
+    assert me["errors"] == [] and len(me["items"]) > 0
