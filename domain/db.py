@@ -34,24 +34,39 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         if pool and not memory:
             # As many kept connections as on PostgreSQL: with the default (5) a busier process
             # closes and reopens overflow connections (a thread and four PRAGMAs each) all the time.
-            kwargs.update(pool_size=settings.db_pool_size, max_overflow=5)
+            kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         elif not pool:
             kwargs["poolclass"] = NullPool
     else:
-        kwargs["connect_args"] = {
+        connect_args: dict[str, Any] = {
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "application_name": "precis",
             }
         }
+        if _loopback(url.host) and not ({"ssl", "sslmode"} & set(url.query)):
+            # asyncpg's default (prefer) builds an SSL context and asks the server for TLS on
+            # every new connection; on this host there is nothing to protect. The URL's
+            # ?ssl=... / ?sslmode=... still decides when given.
+            connect_args["ssl"] = False
+        kwargs["connect_args"] = connect_args
         if pool:
-            kwargs.update(pool_size=settings.db_pool_size, max_overflow=5, pool_pre_ping=False)
+            kwargs.update(
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_pre_ping=False,
+            )
         else:
             kwargs["poolclass"] = NullPool
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _loopback(host: str | None) -> bool:
+    """A TCP connection to this machine (not a Unix socket or a host from the environment)."""
+    return host in ("localhost", "127.0.0.1", "::1") or bool(host and host.startswith("127."))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -72,7 +72,15 @@ class Settings(BaseSettings):
         description="API process: allocations between two young-generation garbage collections "
         "(0: Python's default, 700).",
     )
-    db_pool_size: int = Field(10, description="Connections per API process (PostgreSQL).")
+    db_pool_size: int = Field(
+        20, ge=1, description="Connections kept open per API process (PostgreSQL, SQLite file)."
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        description="Extra connections a process may open beyond db_pool_size at peaks (closed "
+        "again when returned; past both, a request waits for a free connection).",
+    )
     profile_rfm_window_days: int = Field(
         365, ge=1, le=3650, description="RFM scores count the orders of this many past days."
     )

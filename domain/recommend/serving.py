@@ -59,6 +59,7 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 from domain.catalog.models import Category, Product
 from domain.columns import UTCDateTime, utcnow
@@ -85,6 +86,7 @@ FALLBACK_SECONDS = 60.0  # ... and re-reads it at most this often
 FALLBACK_LIMIT = 2000
 FALLBACK_WEIGHTS = {"purchase": 5, "add_to_cart": 3, "favorite": 2, "view": 1}
 ARM_CACHE = 4  # experiment arm bundles kept besides the active one
+MASK_CACHE = 256  # filter masks kept per loaded bundle (a bool per item each)
 STOP_WAIT = 10.0  # seconds shutdown waits for a model check or load still running
 MAX_SHARE = 0.5  # diversity: at most this share of an answer from one category or one brand
 PERSONALIZATION = "personalization"
@@ -217,6 +219,21 @@ class Facts:
     price: np.ndarray  # float64
     tracked: np.ndarray  # bool: stock is tracked (and above zero when allowed)
     positions: dict[int, int]  # product id -> item index
+    # Filter.mask per (filter, catalogue version), read-only arrays; emptied by every update.
+    masks: OrderedDict[tuple[Filter, int], np.ndarray] = field(default_factory=OrderedDict)
+
+    def mask(self, flt: Filter, catalog: Catalog) -> np.ndarray:
+        """``flt.mask`` of these facts, computed once per filter while nothing changes (a
+        storefront asks with a handful of filters; the mask is a pass over the catalogue)."""
+        key = (flt, catalog.version)
+        found = self.masks.get(key)
+        if found is None:
+            found = flt.mask(self, catalog)
+            found.flags.writeable = False  # shared by every request with this filter
+            self.masks[key] = found
+            while len(self.masks) > MASK_CACHE:
+                self.masks.popitem(last=False)
+        return found
 
     @classmethod
     def build(cls, items: Sequence[str], catalog: Catalog) -> Facts:
@@ -243,6 +260,7 @@ class Facts:
         return facts
 
     def update(self, product_ids: Iterable[int], catalog: Catalog) -> None:
+        self.masks.clear()
         for pid in product_ids:
             i = self.positions.get(pid)
             if i is None:
@@ -459,8 +477,17 @@ def _compiled(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """A pooled PostgreSQL connection's asyncpg connection, with the engine's dialect (the
+    request path's shopper read: no SQLAlchemy ``Connection`` per request)."""
+
+    connection: Any
+    dialect: Any
+
+
 async def load_shopper(
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession | AsyncConnection | Driver,
     settings: Settings,
     *,
     customer_id: int | None,
@@ -480,7 +507,12 @@ async def load_shopper(
     else:
         params["aid"] = anonymous_id
     rows: Sequence[Any]
-    if isinstance(session, AsyncConnection) and session.dialect.name == "postgresql":
+    if isinstance(session, Driver):
+        sql, order, constants = _compiled(session.dialect, *shape)
+        rows = await session.connection.fetch(
+            sql, *(params.get(n, constants.get(n)) for n in order)
+        )
+    elif isinstance(session, AsyncConnection) and session.dialect.name == "postgresql":
         # The compiled text straight to asyncpg (its own prepared-statement cache): SQLAlchemy's
         # execution context and row processing cost more than the statement on the server.
         sql, order, constants = _compiled(session.dialect, *shape)
@@ -521,9 +553,14 @@ class Fallback:
         self.read_at: float | None = None
         self._lock = asyncio.Lock()
 
+    def fresh(self) -> bool:
+        """Nothing to read: the ranking is recent, or another request is reading it."""
+        if self.read_at is None:
+            return False
+        return time.monotonic() - self.read_at < FALLBACK_SECONDS or self._lock.locked()
+
     async def ensure(self, session: AsyncSession | AsyncConnection, now: datetime) -> None:
-        fresh = self.read_at is not None and time.monotonic() - self.read_at < FALLBACK_SECONDS
-        if fresh or (self._lock.locked() and self.read_at is not None):
+        if self.fresh():
             return
         async with self._lock:
             if self.read_at is not None and time.monotonic() - self.read_at < FALLBACK_SECONDS:
@@ -692,6 +729,9 @@ class RecommendationServer:
         # shopper, not BEGIN, the statement and ROLLBACK (same pool as the rest of the process).
         self.autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.reader = async_sessionmaker(self.autocommit, expire_on_commit=False, autoflush=False)
+        self._dialect = db.engine.dialect
+        self._reads: set[asyncio.Future[Shopper]] = set()  # shielded shopper reads (SQLite)
+        self._pg = self._dialect.name == "postgresql"
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
         self._bad_arms: set[int] = set()
         self._warming: asyncio.Task[None] | None = None
@@ -915,10 +955,53 @@ class RecommendationServer:
             if self._due():
                 async with self.reader() as own:
                     await self.ensure(own)
-            async with self.autocommit.connect() as conn:  # Core: no ORM session per request
-                return await self._answer(conn, ask)
+            now = utcnow()
+            return await self._answer(None, ask, await self._read_shopper(ask, now), now)
         await self.ensure(session)
-        return await self._answer(session, ask)
+        now = utcnow()
+        return await self._answer(session, ask, await self._shopper(session, ask, now), now)
+
+    async def _shopper(
+        self, session: AsyncSession | AsyncConnection | Driver, ask: Ask, now: datetime
+    ) -> Shopper:
+        return await load_shopper(
+            session,
+            self.settings,
+            customer_id=ask.customer_id,
+            anonymous_id=ask.anonymous_id if ask.customer_id is None else None,
+            purchased=ask.filter.exclude_purchased,
+            now=now,
+        )
+
+    async def _read_shopper(self, ask: Ask, now: datetime) -> Shopper:
+        """The shopper, read outside any transaction on a pooled connection held only for this
+        one statement (not while ranking). On PostgreSQL straight from the pool to asyncpg: no
+        SQLAlchemy ``Connection`` (with its execution options and events) per request."""
+        if ask.customer_id is None and ask.anonymous_id is None:
+            return Shopper()
+        if self._pg:
+            raw = await self.db.engine.raw_connection()
+            try:
+                shopper = await self._shopper(
+                    Driver(raw.driver_connection, self._dialect), ask, now
+                )
+            except BaseException:
+                # Cancelled or failed mid-statement: the connection's state is unknown; it is
+                # closed (and leaves the pool), not handed to the next request.
+                await greenlet_spawn(raw.invalidate)
+                raise
+            await greenlet_spawn(raw.close)  # back to the pool
+            return shopper
+        # Shielded: a request cancelled while the connection is checked out or closed (SQLite's
+        # run in a thread) would leave it to the garbage collector; the read finishes instead.
+        task = asyncio.ensure_future(self._read_shopper_connection(ask, now))
+        self._reads.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._reads.discard)
+        return await asyncio.shield(task)
+
+    async def _read_shopper_connection(self, ask: Ask, now: datetime) -> Shopper:
+        async with self.autocommit.connect() as conn:  # Core: no ORM session per request
+            return await self._shopper(conn, ask, now)
 
     def _due(self) -> bool:
         now = time.monotonic()
@@ -933,16 +1016,9 @@ class RecommendationServer:
             or now - self.catalog.loaded_at >= max_age
         )
 
-    async def _answer(self, session: AsyncSession | AsyncConnection, ask: Ask) -> Answer:
-        now = utcnow()
-        shopper = await load_shopper(
-            session,
-            self.settings,
-            customer_id=ask.customer_id,
-            anonymous_id=ask.anonymous_id if ask.customer_id is None else None,
-            purchased=ask.filter.exclude_purchased,
-            now=now,
-        )
+    async def _answer(
+        self, session: AsyncSession | None, ask: Ask, shopper: Shopper, now: datetime
+    ) -> Answer:
         loaded, experiment_id = self._pick(
             ask.customer_id if shopper.exists else None,
             ask.anonymous_id if ask.customer_id is None else None,
@@ -976,7 +1052,11 @@ class RecommendationServer:
             except Exception:  # a model bug must not fail the request: serve the fallback
                 log.exception("model version %s: ranking failed", loaded.version_id)
         if loaded is None or ranked is None:
-            await self.fallback.ensure(session, now)
+            if session is not None:
+                await self.fallback.ensure(session, now)
+            elif not self.fallback.fresh():
+                async with self.autocommit.connect() as conn:
+                    await self.fallback.ensure(conn, now)
             items = self._fallback_items(ask, exclude, recent)
             code = MODEL_UNAVAILABLE if loaded is not None else (self.fallback_code or NO_MODEL)
             answer = Answer(uuid.uuid4().hex, None, False, code, items, None)
@@ -1012,7 +1092,7 @@ class RecommendationServer:
         if loaded.catalog_version != self.catalog.version:
             facts.update(self.catalog.products, self.catalog)  # pragma: no cover - safety net
             loaded.catalog_version = self.catalog.version
-        mask = ask.filter.mask(facts, self.catalog)
+        mask = facts.mask(ask.filter, self.catalog)
         view = View(allowed=mask, category=facts.category, brand=facts.brand, max_share=MAX_SHARE)
         k = ask.first
         user = str(ask.customer_id) if personal_ok and ask.customer_id is not None else None

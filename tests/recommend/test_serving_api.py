@@ -5,6 +5,7 @@ ask for whom."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -694,7 +695,9 @@ async def test_the_shopper_read_is_the_same_by_every_path(
     driver (a connection) read the same: existence, consent, session events, purchases."""
     from datetime import UTC, datetime
 
-    from domain.recommend.serving import load_shopper
+    from sqlalchemy.util import greenlet_spawn
+
+    from domain.recommend.serving import Driver, load_shopper
 
     customers = world["customers"]
     await refuse_personalization(api.db, customers["c3"])
@@ -735,6 +738,19 @@ async def test_the_shopper_read_is_the_same_by_every_path(
                     conn, settings, purchased=purchased, now=now, **who
                 )
             assert by_session == by_connection, (who, purchased)
+            if api.db.engine.dialect.name == "postgresql":  # the request path: pool -> asyncpg
+                raw = await api.db.engine.raw_connection()
+                try:
+                    by_driver = await load_shopper(
+                        Driver(raw.driver_connection, api.db.engine.dialect),
+                        settings,
+                        purchased=purchased,
+                        now=now,
+                        **who,
+                    )
+                finally:
+                    await greenlet_spawn(raw.close)
+                assert by_driver == by_session, (who, purchased)
     assert by_session.exists is False
     async with engine.connect() as conn:
         c0 = await load_shopper(
@@ -793,3 +809,55 @@ async def test_a_client_that_disconnects_mid_request_is_a_quiet_event(
     assert await impression_count(api.db) == before
     me = await recommend(api, userId=user_id(world["customers"]["c0"]))
     assert me["errors"] == [] and len(me["items"]) > 0
+
+
+async def test_concurrent_and_cancelled_requests_give_every_connection_back(
+    api: Api, world: dict[str, Any], settings: Settings
+) -> None:
+    """The request path holds a pooled connection only for the shopper statement: 30 requests
+    at once on a pool of 2 (+1) all answer, a request cancelled at any point leaves no
+    connection checked out (one cancelled mid-statement is closed, not reused), and the
+    following requests read the same shopper as before."""
+    import asyncio
+
+    from domain.recommend.serving import Ask, RecommendationServer
+
+    small = settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 1})
+    db = Database(small)
+    server = RecommendationServer(
+        db,
+        small.model_copy(
+            update={
+                "recommend_reload_seconds": 60,
+                "recommend_catalog_max_age_ms": 60_000,
+                "recommend_impression_flush_ms": 60_000,
+            }
+        ),
+    )
+    c0 = world["customers"]["c0"]
+    ask = Ask(surface="recommendations", customer_id=c0, recent=(3,))
+    try:
+        first = await server.answer(ask)
+        assert first.personal and first.items
+        answers = await asyncio.gather(*(server.answer(ask) for _ in range(30)))
+        assert all(a.personal and len(a.items) == len(first.items) for a in answers)
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        for delay in range(12):  # cancelled before, during and after the statement
+            task = asyncio.ensure_future(server.answer(ask))
+            for _ in range(delay):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _ in range(500):  # a read still finishing (SQLite: shielded) gives its one back
+            if db.engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        again = await server.answer(ask)
+        assert again.personal and [i.product.id for i in again.items] == [
+            i.product.id for i in first.items
+        ]
+    finally:
+        await server.stop()
+        await db.dispose()
