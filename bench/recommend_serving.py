@@ -8,6 +8,10 @@ process. Reported per round: requests/s, p50, p99, the server's CPU (and CPU ms 
 its worker processes) and the CPU ms per request of the bench database's PostgreSQL backends; then the medians and the median of the per-round ratios rps(graphql) / rps(plain) (target
 >= 0.4; p50 < 15 ms, p99 < 50 ms). A third target, for scale, is the GraphQL floor: ``{ __typename }``
 through the same server with the same tokens (auth, parse, validate, execute, HTTP; no resolver).
+A fourth, the reference (``--no-reference`` leaves it out), is the least real work of the answer in
+plain Starlette: the shopper token verified by the app's ``TokenVerifier``, the shopper's
+precomputed list looked up in the loaded bundle and its products in a dict, JSON of the same shape
+(``create_reference_app``); reported as recommendations/reference next to the other ratios.
 
 The store (PostgreSQL database ``precis_bench_recommend_serving``, migrated with the project's
 migrations; created if absent, kept and reused with ``--reuse``):
@@ -86,6 +90,7 @@ LABELS = {
     "graphql": "recommendations graphql",
     "plain": "plain Starlette (cached)",
     "floor": "{ __typename } graphql (floor)",
+    "reference": "reference: token + cached list (Starlette)",
 }
 QUERY = (
     "query Recs($input: RecommendationsInput!) { recommendations(input: $input) { "
@@ -156,6 +161,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="leave out the third target, `{ __typename }` through the same GraphQL server with "
         "the same tokens (what any GraphQL request costs here, for scale)",
+    )
+    p.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="leave out the reference target: a plain Starlette endpoint doing the least real "
+        "work of the answer (verify the shopper token with the app's TokenVerifier, look up the "
+        "shopper's precomputed list in the loaded bundle and its products in a dict, JSON)",
     )
     p.add_argument(
         "--server-env",
@@ -721,6 +734,21 @@ def check(url: str, requests: list[tuple[bytes, dict[str, str]]], sample: int) -
 # --- the plain baseline ----------------------------------------------------------------------
 
 
+def check_reference(url: str, requests: list[tuple[bytes, dict[str, str]]]) -> None:
+    """The reference answers the load's shoppers with their lists (stops the bench if not)."""
+    import httpx
+
+    with httpx.Client(timeout=30) as client:
+        counts: dict[int, int] = {}
+        for body, headers in requests[:20]:
+            data = client.post(f"{url}/graphql", content=body, headers=headers).json()
+            if data.get("errors"):
+                raise SystemExit(f"reference failed: {data!r:.500}")
+            n = len(data["data"]["recommendations"]["items"])
+            counts[n] = counts.get(n, 0) + 1
+    log(f"reference checked 20 requests: items per answer {counts}")
+
+
 def create_plain_app() -> Any:
     """The baseline: a plain Starlette app whose one route reads the request body and returns a
     cached JSON answer (a real ``recommendations`` answer, same shape and size), served by uvicorn
@@ -747,6 +775,127 @@ def create_plain_app() -> Any:
             Route("/graphql", answer, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
+    )
+
+
+def create_reference_app() -> Any:
+    """The reference: the least real work of "return the cached list" for the asking shopper,
+    served by uvicorn like the others. Per request: read the body, verify the bearer token with
+    the app's ``TokenVerifier`` (signature cached per token, revocations re-read as in the app),
+    look up the shopper's precomputed HOME list (``Bundle.user_top_ids`` of the active model
+    version, loaded at start-up) and its first 10 products in a dict of ready-made JSON objects
+    (read at start-up), and return JSON of the same shape as the GraphQL answer. No filter,
+    session signals, consent, explanation, impression or GraphQL."""
+    import uuid
+
+    import orjson
+    from authlib.oauth2.rfc6750.errors import InvalidTokenError
+    from sqlalchemy import select
+    from starlette.applications import Starlette
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from api.auth.verifier import TokenVerifier
+    from api.ids import encode_id
+    from domain.catalog.models import Product
+    from domain.db import Database
+    from domain.keys import build_keys
+    from domain.recommend.models import ModelVersion
+    from domain.settings import get_settings
+    from domain.sql import table
+    from recommend.serving import Bundle
+
+    settings = get_settings()
+    db = Database(settings)
+    verifier = TokenVerifier(settings, build_keys(settings), db)
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        mv, p = table(ModelVersion), table(Product)
+        async with db.read_only() as session:
+            blob = (
+                await session.execute(select(mv.c.serving).where(mv.c.status == "active"))
+            ).scalar_one()
+            rows = (
+                await session.execute(
+                    select(p.c.id, p.c.title, p.c.brand, p.c.price, p.c.currency, p.c.stock)
+                )
+            ).all()
+        bundle = await asyncio.to_thread(Bundle.loads, bytes(blob))
+        products = {
+            str(r.id): {
+                "id": encode_id("Product", r.id),
+                "title": r.title,
+                "brand": r.brand,
+                "price": {"amount": str(r.price), "currency": r.currency},
+                "inStock": r.stock is None or r.stock > 0,
+            }
+            for r in rows
+        }
+        state.update(
+            top=bundle.user_top_ids,
+            scores=bundle.user_top_scores,
+            users=bundle.user_index,
+            keys=[str(k) for k in bundle.items.tolist()],
+            products=products,
+        )
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    def refused(message: str) -> Response:
+        body = {"data": None, "errors": [{"message": message}]}
+        return Response(orjson.dumps(body), status_code=200, media_type="application/json")
+
+    async def answer(request: Request) -> Response:
+        try:
+            await request.body()
+        except ClientDisconnect:
+            return Response(b"", status_code=499)
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return refused("use `Authorization: Bearer <access token>`")
+        try:
+            principal = await verifier.verify(token.strip())
+        except InvalidTokenError:
+            return refused("the access token is invalid, expired or revoked")
+        if "recommendations:read" not in principal.scopes or principal.customer_id is None:
+            return refused("a shopper token with recommendations:read")
+        row = state["users"].get(str(principal.customer_id))
+        items = []
+        if row is not None:
+            keys, products = state["keys"], state["products"]
+            for j, score in zip(state["top"][row], state["scores"][row], strict=True):
+                product = products.get(keys[j]) if j >= 0 else None
+                if product is not None:
+                    items.append(
+                        {"product": product, "score": float(score), "reason": "Recommended for you"}
+                    )
+                    if len(items) == 10:
+                        break
+        payload = {
+            "recommendationId": uuid.uuid4().hex,
+            "modelVersion": None,
+            "personal": row is not None,
+            "fallback": None,
+            "items": items,
+            "errors": [],
+        }
+        body = orjson.dumps({"data": {"recommendations": payload}})
+        return Response(body, media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/graphql", answer, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
     )
 
 
@@ -1071,19 +1220,35 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{{ __typename }} failed: {floor.text:.500}")
             body_file = workdir / "plain.json"
             body_file.write_bytes(cached)
-            with common.server(
-                st.benv,
-                app="bench.recommend_serving:create_plain_app",
-                app_dir=args.app_dir,
-                workers=args.workers,
-                extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
-            ) as plain:
+            with contextlib.ExitStack() as stack:
+                plain = stack.enter_context(
+                    common.server(
+                        st.benv,
+                        app="bench.recommend_serving:create_plain_app",
+                        app_dir=args.app_dir,
+                        workers=args.workers,
+                        extra_env={"PRECIS_BENCH_PLAIN_BODY": str(body_file)},
+                    )
+                )
                 servers = {"graphql": srv, "plain": plain}
                 db_name = st.url.rpartition("/")[2] if st.database == "postgres" else ""
                 sent = {"graphql": requests, "plain": requests}
                 if args.floor:
                     servers["floor"] = srv
                     sent["floor"] = [(FLOOR_BODY, headers) for _body, headers in requests]
+                if args.reference:
+                    # The bench module is imported from this checkout whatever --app-dir serves.
+                    servers["reference"] = stack.enter_context(
+                        common.server(
+                            st.benv,
+                            app="bench.recommend_serving:create_reference_app",
+                            app_dir=common.REPO,
+                            workers=args.workers,
+                            extra_env=args.server_environ,
+                        )
+                    )
+                    sent["reference"] = requests
+                    check_reference(servers["reference"].url, requests)
 
                 def drive(target: str, duration: float) -> Load:
                     return run_load(
@@ -1136,7 +1301,7 @@ def report(
     top: list[list[Any]],
     n_events: int,
 ) -> int:
-    by = {t: [x for x in runs if x.target == t] for t in ("graphql", "plain", "floor")}
+    by = {t: [x for x in runs if x.target == t] for t in LABELS}
     by = {t: xs for t, xs in by.items() if xs}
     per_round = [g.load.rps / p.load.rps for g, p in zip(by["graphql"], by["plain"], strict=True)]
     ratio = common.median(per_round)
@@ -1240,6 +1405,15 @@ def report(
         print(
             f"floor {{ __typename }} graphql/plain: {f['rps'] / summary['plain']['rps']:.3f} "
             f"(medians); recommendations / floor: {g['rps'] / f['rps']:.3f}"
+        )
+    if "reference" in by:
+        ref = summary["reference"]
+        to_ref = common.median(
+            [x.load.rps / r.load.rps for x, r in zip(by["graphql"], by["reference"], strict=True)]
+        )
+        print(
+            f"reference (token + cached list)/plain: {ref['rps'] / summary['plain']['rps']:.3f} "
+            f"(medians); recommendations graphql/reference: {to_ref:.3f} (median of the rounds)"
         )
     if top:
         print()

@@ -47,7 +47,7 @@ def test_tiny_run(postgres_url: str | None, tmp_path: Path) -> None:
         out,
         re.M,
     ), out
-    for target in ("graphql", "plain", "floor"):
+    for target in ("graphql", "plain", "floor", "reference"):
         assert re.search(rf"^1 +{target}( +[\d,.]+){{6}}$", out, re.M), out
     assert re.search(
         r"^ratio recommendations graphql/plain: \d+\.\d{3} \(target >= 0\.4", out, re.M
@@ -59,7 +59,13 @@ def test_tiny_run(postgres_url: str | None, tmp_path: Path) -> None:
     assert data["size"] == {"users": 600, "products": 300, "interactions": 12_000, "shoppers": 40}
     assert data["session_events"] == 120
     assert re.search(r"^floor \{ __typename \} graphql/plain: \d+\.\d{3}", out, re.M), out
-    assert [r["target"] for r in data["runs"]] == ["graphql", "plain", "floor"]
+    assert re.search(
+        r"^reference \(token \+ cached list\)/plain: \d+\.\d{3} \(medians\); "
+        r"recommendations graphql/reference: \d+\.\d{3}",
+        out,
+        re.M,
+    ), out
+    assert [r["target"] for r in data["runs"]] == ["graphql", "plain", "floor", "reference"]
     assert all(r["requests"] > 0 and r["bad"] == 0 for r in data["runs"])
     assert data["ratio"] > 0
 
