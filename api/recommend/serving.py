@@ -182,17 +182,20 @@ def reason_text(item: Item) -> str:
 
 def payload(info: Info, answer: Answer) -> RecommendationsPayload:
     loader = None
+    categories = server(info).catalog.categories
     items = []
     for item in answer.items:
-        if item.product.category_id is not None:
-            if loader is None:
-                loader = info.context.loader("category", category_loader)
-            node = domain_category(info, item.product.category_id)
+        product = item.product
+        category_id = product.category_id
+        if category_id is not None:
+            node = categories.get(int(category_id))
             if node is not None:
-                loader.prime(item.product.category_id, node)
+                if loader is None:
+                    loader = info.context.loader("category", category_loader)
+                loader.prime(category_id, node.row)
         items.append(
             RecommendedItem(
-                product=item.product,  # type: ignore[arg-type]
+                product=product,  # type: ignore[arg-type]
                 score=round(item.score, 6),
                 reason=reason_text(item),
                 reason_code=_CODES.get(item.reason, RecommendationReason.PERSONAL),
