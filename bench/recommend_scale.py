@@ -36,10 +36,18 @@ cart, a view) and a filter (about 80 % of products in stock, one category in ten
 against the baseline of a plain top-10 slice of the same shopper's precomputed list turned into item
 keys, timed alternately in the same loop (``rank ratio`` = rank p50 / baseline p50).
 
+``--rank-before REV`` (e.g. a commit before a change to ``Bundle.rank``) also loads
+recommend/serving.py as it was at git revision REV as a second module, loads the same blob with
+it, and times both ``rank`` codes alternately in the same loop on the same requests, four kinds
+of ``--requests`` each: HOME as above, cold start (no shopper, the same 3 recent items), PRODUCT
+(a product drawn by popularity, the shopper, the recent items) and CART (two products); per kind
+p50 / p99 of each and ``speedup`` = before p50 / now p50, and how many answers differ (items,
+order, reasons, sources, categories, or scores beyond float32 precision: must be 0).
+
     .venv/bin/python bench/recommend_scale.py [--quick] [--users N] [--items N]
         [--interactions N] [--components a,b,...] [--k 50] [--ease-sizes 2000,4000,8000]
         [--serving | --no-serving] [--serving-only] [--serving-components a,b,...]
-        [--requests N] [--json FILE]
+        [--requests N] [--rank-before REV] [--json FILE]
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -333,7 +342,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def measure_serving(
-    train: TrainSet, specs: list[str], k: int, requests: int, seed: int, progress: Progress | None
+    train: TrainSet,
+    specs: list[str],
+    k: int,
+    requests: int,
+    seed: int,
+    progress: Progress | None,
+    before: Any = None,
 ) -> dict[str, Any]:
     """Fit the serving hybrid, build, dump and load its bundle, and time ``rank`` per request
     against a plain slice of the precomputed list (see the module docstring)."""
@@ -449,7 +464,111 @@ def measure_serving(
         "baseline_p99_us": round(_pct(base_us, 99), 2),
         "rank_ratio": round(rank_p50 / base_p50, 1) if base_p50 > 0 else None,
         "full_answers": round(float(np.mean([s == answer_k for s in sizes])), 4),
+        "rank_before": compare_rank(blob, before, requests, seed) if before is not None else None,
     }
+
+
+def load_serving_at(rev: str) -> Any:
+    """recommend/serving.py as it was at git revision ``rev``, as a module of its own."""
+    import importlib.util
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    code = subprocess.run(
+        ["git", "show", f"{rev}:recommend/serving.py"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "serving_before.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location("serving_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serving_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare_rank(blob: bytes, before: Any, requests: int, seed: int) -> dict[str, Any]:
+    """``Bundle.rank`` now against ``before`` (a module from :func:`load_serving_at`) on the same
+    blob and the same requests, timed alternately (see the module docstring)."""
+    from recommend import serving as now
+
+    a, b = now.Bundle.loads(blob), before.Bundle.loads(blob)
+    rng = np.random.default_rng(seed + 2)
+    n = len(a.items)
+    group = np.array([int(c[1:]) if c[1:].isdigit() else -1 for c in a.item_category.tolist()])
+    category = group.astype(np.int32)
+    brand = rng.integers(0, max(1, n // 100), size=n).astype(np.int32)
+    in_stock = rng.random(n) < 0.8
+    pop = np.asarray(a.popular, np.float64)
+    p = pop / pop.sum() if pop.sum() > 0 else None
+    keys = a.items.tolist()
+    out: dict[str, Any] = {}
+    for kind in ("HOME", "cold", "PRODUCT", "CART"):
+        t_now: list[float] = []
+        t_before: list[float] = []
+        differ = 0
+        for r in range(requests):
+            user = str(a.users[int(rng.integers(0, len(a.users)))])
+            allowed = in_stock & (category % 10 != int(rng.integers(0, 10)))
+            picks = rng.choice(n, size=3, replace=False, p=p).tolist()
+            events = list(
+                zip(picks, ("view", "add_to_cart", "view"), (20.0, 240.0, 900.0), strict=True)
+            )
+            ask: dict[str, Any] = {"k": 10}
+            if kind != "cold":
+                ask["user"] = user
+            if kind == "PRODUCT":
+                ask.update(scenario="PRODUCT", product=keys[int(rng.choice(n, p=p))])
+            if kind == "CART":
+                cart = tuple(keys[j] for j in rng.choice(n, size=2, replace=False, p=p).tolist())
+                ask.update(scenario="CART", cart=cart)
+            answers = []
+            times = []
+            for mod, bundle in ((now, a), (before, b)):
+                recent = tuple(mod.Recent(keys[j], kd, age) for j, kd, age in events)
+                req = mod.RankRequest(recent=recent, **ask)
+                view = mod.View(allowed=allowed, category=category, brand=brand)
+                t1 = time.perf_counter_ns()
+                answers.append(bundle.rank(req, view))
+                times.append((time.perf_counter_ns() - t1) / 1000)
+            if r >= min(20, requests // 10):  # warm-up left out
+                t_now.append(times[0])
+                t_before.append(times[1])
+            x, y = answers
+            same = [(i.item, i.reason, i.source, i.category) for i in x] == [
+                (i.item, i.reason, i.source, i.category) for i in y
+            ] and np.allclose(
+                np.float32([i.score for i in x]), np.float32([i.score for i in y]), rtol=2e-7
+            )
+            differ += not same
+        now_p50, before_p50 = _pct(t_now, 50), _pct(t_before, 50)
+        out[kind] = {
+            "requests": requests,
+            "now_p50_us": round(now_p50, 1),
+            "now_p99_us": round(_pct(t_now, 99), 1),
+            "before_p50_us": round(before_p50, 1),
+            "before_p99_us": round(_pct(t_before, 99), 1),
+            "speedup": round(before_p50 / now_p50, 2) if now_p50 > 0 else None,
+            "answers_differ": differ,
+        }
+    return out
+
+
+def compare_table(r: dict[str, Any]) -> str:
+    lines = [
+        "| request | before p50 us | before p99 us | now p50 us | now p99 us | speedup | differ |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, x in r.items():
+        lines.append(
+            f"| {kind} | {x['before_p50_us']} | {x['before_p99_us']} | {x['now_p50_us']} | "
+            f"{x['now_p99_us']} | {x['speedup']} | {x['answers_differ']} |"
+        )
+    return "\n".join(lines)
 
 
 def serving_table(r: dict[str, Any]) -> str:
@@ -511,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"components of the serving hybrid (default: {SERVING_COMPONENTS})",
     )
     ap.add_argument("--requests", type=int, help="rank() requests timed (default 3000, quick 300)")
+    ap.add_argument(
+        "--rank-before",
+        metavar="REV",
+        help="also time Bundle.rank as recommend/serving.py was at git revision REV, same "
+        "process, same requests, and check the answers are the same",
+    )
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
     if args.requests is not None and args.requests < 1:
@@ -525,6 +650,14 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--serving-components: {exc}")
         if not serving_specs:
             ap.error("--serving-components: at least one component")
+    before = None
+    if args.rank_before:
+        try:
+            before = load_serving_at(args.rank_before)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            ap.error(
+                f"--rank-before: cannot read recommend/serving.py at {args.rank_before}: {exc}"
+            )
     size = dict(QUICK if args.quick else FULL)
     for key in size:
         if getattr(args, key) is not None:
@@ -586,7 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         if serving_specs:
             log(f"serving bundle: fit {','.join(serving_specs)} and build (top-{args.k})")
             requests = args.requests or (300 if args.quick else 3000)
-            serving = measure_serving(train, serving_specs, args.k, requests, args.seed, progress)
+            serving = measure_serving(
+                train, serving_specs, args.k, requests, args.seed, progress, before
+            )
             log(
                 f"serving: build {serving['build_s']} s, blob {serving['blob_mb']} MB, loads "
                 f"{serving['loads_s']} s, rank p50 {serving['rank_p50_us']} us"
@@ -610,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     if serving:
         print("\nServing bundle (HOME, known shopper, 3 recent items, a filter, k = 10):\n")
         print(serving_table(serving))
+        if serving.get("rank_before"):
+            print(f"\nBundle.rank now against {args.rank_before} (same process, same requests):\n")
+            print(compare_table(serving["rank_before"]))
     if any(r["seen_in_lists"] for r in rows):
         print("ERROR: a precomputed list holds a seen item", file=sys.stderr)
         return 1

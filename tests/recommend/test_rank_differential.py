@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from recommend.serving import Bundle, Ranked, RankRequest, Recent, View
+from tests.bench.test_bench_quick import ROOT, quick
 
 ANSWERS = Path(__file__).with_name("rank_answers.json")
 SEEDS = (11, 12, 13)
@@ -194,6 +196,50 @@ def test_rank_gives_the_recorded_answers() -> None:
     assert kinds == {"personal", "viewed", "similar", "together", "trending", "popular", "content"}
     lengths = [len(a) for seed in want for a in want[seed]]
     assert lengths.count(0) > 20 and sum(1 for x in lengths if x >= 10) > 100
+
+
+def test_bench_compares_rank_with_an_earlier_revision(tmp_path: Path) -> None:
+    """The tiny run of ``bench/recommend_scale.py --rank-before``: both codes on the same requests
+    (here HEAD's and the working tree's), every kind timed, no answer differing."""
+    out_json = tmp_path / "scale.json"
+    out = quick(
+        "recommend_scale.py",
+        "--serving-only",
+        "--serving-components",
+        "itemknn,trending",
+        "--requests",
+        "30",
+        "--rank-before",
+        "HEAD",
+        "--json",
+        str(out_json),
+    )
+    assert "Bundle.rank now against HEAD (same process, same requests)" in out
+    before = json.loads(out_json.read_text())["serving"]["rank_before"]
+    assert list(before) == ["HOME", "cold", "PRODUCT", "CART"]
+    for kind in before.values():
+        assert kind["requests"] == 30 and kind["answers_differ"] == 0
+        assert kind["now_p50_us"] > 0 and kind["before_p50_us"] > 0 and kind["speedup"] > 0
+
+
+def test_bench_refuses_an_unknown_revision() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "recommend_scale.py"),
+            "--quick",
+            "--serving-only",
+            "--rank-before",
+            "no-such-revision",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "--rank-before: cannot read recommend/serving.py at no-such-revision" in proc.stderr
+    assert "Traceback" not in proc.stderr and "generating" not in proc.stderr
 
 
 if __name__ == "__main__":
