@@ -692,7 +692,8 @@ class Bundle:
     def _view_ok(self, view: View) -> None:
         n = len(self.items)
         for name in ("allowed", "category", "brand"):
-            if np.shape(getattr(view, name)) != (n,):
+            a = getattr(view, name)
+            if getattr(a, "shape", None) != (n,) and np.shape(a) != (n,):
                 raise ValueError(f"View.{name} must have one entry per bundle item ({n})")
 
     def _recent(self, recent: Sequence[Recent]) -> tuple[np.ndarray, np.ndarray]:
@@ -821,7 +822,7 @@ class Bundle:
             chosen = chosen[np.lexsort((pool[chosen], -total[chosen]))]
         items = pool[chosen]
         why = mat[:, chosen].argmax(axis=0).tolist()
-        heat_of = self.trending[items].tolist()
+        heat_of = self.trending[items].tolist() if p in why else [0.0] * len(why)  # read for row p
         reasons = [
             names[w] if w < p else "popular" if h <= 0 else "trending"
             for w, h in zip(why, heat_of, strict=True)
@@ -1093,7 +1094,7 @@ def _aggregate_parts(parts: Sequence[_Part], n: int) -> tuple[np.ndarray, np.nda
     first[0] = True
     np.not_equal(key[1:], key[:-1], out=first[1:])
     starts = first.nonzero()[0]
-    vals = np.concatenate([p[1] for p in parts]).astype(np.float64)[order]
+    vals = np.concatenate([p[1] for p in parts], dtype=np.float64)[order]
     s = np.add.reduceat(vals, starts).astype(np.float32)
     part, item = np.divmod(key[starts], n)
     if len(parts) > 1:
@@ -1122,9 +1123,7 @@ def _best_source_of(
     if len(hit) > 32:
         return _best_source(items[hit], contrib[hit], np.asarray(src)[hit], np.asarray(targets))
     best: dict[int, tuple[float, int]] = {}
-    for i, c, s in zip(
-        items[hit].tolist(), contrib[hit].tolist(), np.asarray(src)[hit].tolist(), strict=True
-    ):
+    for i, c, s in zip(items[hit].tolist(), contrib[hit].tolist(), src[hit].tolist(), strict=True):
         b = best.get(i)
         if b is None or c > b[0] or (c == b[0] and s < b[1]):
             best[i] = (c, s)
