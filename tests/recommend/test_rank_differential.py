@@ -6,7 +6,7 @@ kind, an unknown kind, repeats, unknown items, odd ages), exclusions, filters fr
 allowed, diversity caps on, off and tight, unknown codes, k from 0 to more than the catalogue.
 
 The answers in ``rank_answers.json`` were recorded from the ranking code before it was made
-cheaper per request (commit 94d7729), so the faster code must give the same items in the same
+cheaper per request (``recommend/serving.py`` of commit 89a3093, d147bb0's parent), so the faster code must give the same items in the same
 order with the same scores (float32 precision), reasons, sources and categories. Re-record only
 for an intended change of the answers:
 
@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from recommend.serving import Bundle, Ranked, RankRequest, Recent, View
+from recommend.serving import (
+    Bundle,
+    Ranked,
+    RankRequest,
+    Recent,
+    View,
+    _best_source,
+    _best_source_of,
+)
 from tests.bench.test_bench_quick import ROOT, quick
 
 ANSWERS = Path(__file__).with_name("rank_answers.json")
@@ -132,7 +140,7 @@ def random_requests(b: Bundle, seed: int, count: int) -> list[tuple[RankRequest,
                 str(rng.choice(KINDS)),
                 float(rng.choice([0.0, 30.0, 600.0, 7200.0, -5.0, math.nan])),
             )
-            for item in some(int(rng.choice([0, 0, 1, 3, 6])))
+            for item in some(int(rng.choice([0, 0, 1, 3, 6, 20])))
         )
         req = RankRequest(
             scenario=scenario,
@@ -196,6 +204,20 @@ def test_rank_gives_the_recorded_answers() -> None:
     assert kinds == {"personal", "viewed", "similar", "together", "trending", "popular", "content"}
     lengths = [len(a) for seed in want for a in want[seed]]
     assert lengths.count(0) > 20 and sum(1 for x in lengths if x >= 10) > 100
+
+
+def test_best_source_of_a_few_matches_or_many_is_the_vectorised_answer() -> None:
+    """The explanation's source lookup compares a few matches in Python and hands many to
+    :func:`_best_source`: both give the largest entry per target, ties to the lower source."""
+    rng = np.random.default_rng(5)
+    for size in (0, 5, 30, 40, 400):
+        items = rng.integers(0, 30, size=size)
+        contrib = (rng.integers(0, 4, size=size) / 4).astype(np.float32)  # many ties
+        src = rng.integers(0, 50, size=size)
+        targets = sorted(set(rng.integers(0, 30, size=8).tolist()))
+        want = _best_source(items, contrib, src, np.asarray(targets))
+        assert _best_source_of(items, contrib, src, targets, 30) == want
+        assert set(want) <= set(targets) and (size < 40 or want)
 
 
 def test_bench_compares_rank_with_an_earlier_revision(tmp_path: Path) -> None:
