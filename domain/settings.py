@@ -53,7 +53,8 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         le=60,
-        description="How often a process re-reads revocations and disabled clients.",
+        description="How often a process re-reads revocations and disabled clients (while one "
+        "request re-reads them, others use the lists if under twice this old).",
     )
     max_body_bytes: int = Field(1_000_000, description="Largest accepted request body.")
     max_depth: int = Field(10, description="Deepest selection set.")

@@ -106,7 +106,13 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         principal = self.decode(token)
-        if time.monotonic() - self._loaded_at >= self.settings.auth_cache_seconds:
+        period = self.settings.auth_cache_seconds
+        age = time.monotonic() - self._loaded_at
+        # One request re-reads the lists; the others go on with the ones loaded less than two
+        # periods ago instead of queueing behind that read (under load they all stalled on the
+        # lock once a second: the p99 tail in docs/benchmarks.md). Older lists, the first load
+        # and a period of 0 always wait for the read.
+        if age >= period and (not self._lock.locked() or age >= 2 * period):
             await self.refresh()
         if principal.jti in self.revoked or principal.client_id in self.disabled:
             raise InvalidTokenError()
