@@ -16,8 +16,6 @@ Two ways to apply a batch's tallies:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from domain.columns import utcnow
 from domain.profiles.models import CustomerProfile
 from domain.sql import among, insert_for, table, unnest_params, unnest_rows
 from domain.users.models import Customer
+from domain.writebehind import WriteBehind
 
 if TYPE_CHECKING:
     from domain.db import Database
@@ -218,7 +217,7 @@ async def _existing(session: AsyncSession, ids: Iterable[int]) -> set[int]:
     return found
 
 
-class TouchBuffer:
+class TouchBuffer(WriteBehind):
     """Write-behind for ``record_seen`` in a long-lived process (the API): ``add`` merges a
     committed batch's tallies per customer; ``flush`` writes them all with one statement in its
     own unit of work, every ``interval_ms`` while started and once more on ``stop``.
@@ -231,15 +230,10 @@ class TouchBuffer:
     def __init__(self, db: Database, interval_ms: int) -> None:
         if interval_ms <= 0:
             raise ValueError("interval_ms must be positive")
-        self.db = db
-        self.interval = interval_ms / 1000
+        super().__init__(db, interval_ms)
         self.pending: dict[int, Seen] = {}
         self.flushes = 0
-        self.failures = 0
         self._check = False  # after a failure: skip customers erased meanwhile
-        self._lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def add(self, seen: dict[int, Seen]) -> None:
         merge_into(self.pending, seen)
@@ -277,23 +271,7 @@ class TouchBuffer:
             self._check = False
             return len(written)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping.clear()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            if not self._stopping.is_set():
-                await self.flush()
-
     async def stop(self) -> None:
         """Stop the background task, then write what is still pending (once; a failure is
         logged and those tallies are lost: the recompute rebuilds the counters)."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-        await self.flush()
+        await super().stop()

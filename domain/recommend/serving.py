@@ -69,6 +69,7 @@ from domain.orders.models import Order, OrderLine
 from domain.recommend.models import ModelVersion, RecommendationImpression
 from domain.sql import table
 from domain.users.models import Customer
+from domain.writebehind import WriteBehind
 
 if TYPE_CHECKING:
     from domain.db import Database
@@ -596,7 +597,7 @@ class Fallback:
 # -- impressions ---------------------------------------------------------------------------------
 
 
-class ImpressionBuffer:
+class ImpressionBuffer(WriteBehind):
     """Impressions written behind: ``add`` queues a row; ``flush`` inserts every queued row with
     one statement in its own unit of work, every ``interval_ms`` while started and once more on
     ``stop``. A failed flush is retried once with the customers that no longer exist (erased
@@ -604,14 +605,9 @@ class ImpressionBuffer:
     server-generated statistics, not client data)."""
 
     def __init__(self, db: Database, interval_ms: int) -> None:
-        self.db = db
-        self.interval = interval_ms / 1000
+        super().__init__(db, interval_ms)
         self.pending: list[dict[str, Any]] = []
         self.written = 0
-        self.failures = 0
-        self._lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def add(self, row: dict[str, Any]) -> None:
         self.pending.append(row)
@@ -636,25 +632,6 @@ class ImpressionBuffer:
                 return 0
             self.written += len(taken)
             return len(taken)
-
-    def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._stopping.clear()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            if not self._stopping.is_set():
-                await self.flush()
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-        await self.flush()
 
 
 async def write_impressions(db: Database, rows: list[dict[str, Any]]) -> None:
