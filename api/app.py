@@ -25,6 +25,7 @@ from strawberry.types import ExecutionResult
 from api.auth.server import PrecisAuthorizationServer
 from api.auth.verifier import TokenVerifier
 from api.context import Context
+from api.fastpath import FastGraphQL
 from api.persisted import PersistedQueries, PersistedQueryError
 from api.privacy.download import download_export
 from api.schema import build_schema
@@ -277,8 +278,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             status_code=200 if ok else 503,
         )
 
+    # The compiled recommendations path in front of Strawberry (api/fastpath.py), unless turned off.
+    endpoint: ASGIApp = FastGraphQL(graphql, settings) if settings.graphql_fast_path else graphql
     routes = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
         Route("/oauth/token", auth.token, methods=["POST"]),
         Route("/oauth/introspect", auth.introspect, methods=["POST"]),
         Route("/oauth/revoke", auth.revoke, methods=["POST"]),
@@ -298,4 +301,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.auth = auth
     app.state.db = db
     app.state.keys = keys
+    app.state.graphql = endpoint
     return app

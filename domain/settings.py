@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     recommend_min_interactions: int = Field(
         20, ge=1, description="Fewer usable interactions than this: training fails (TOO_SMALL)."
     )
+    graphql_fast_path: bool = Field(
+        True,
+        description="API process: answer POST /graphql documents that ask only for "
+        "`recommendations` with the compiled fast path (api/fastpath.py) instead of Strawberry and "
+        "graphql-core (same response); false: every request takes the generic path.",
+    )
     recommend_reload_seconds: float = Field(
         10,
         ge=0,

@@ -341,27 +341,40 @@ def _who(info: Info, data: RecommendationsInput) -> tuple[int | None, str | None
     return mine, None
 
 
+# The request scope's key under which api/fastpath.py hands an answer it ranked (and could not
+# serialise itself) to this path: the same ask is answered once, with one impression.
+PRECOMPUTED = "precis.recommendations.answer"
+
+
+def precomputed(info: Info, ask: Ask) -> Answer | None:
+    """The answer the fast path already ranked for exactly this ask, if it handed one over."""
+    scope = getattr(getattr(info.context, "request", None), "scope", None)
+    found = scope.pop(PRECOMPUTED, None) if scope else None
+    if found is None or found[0] != ask:
+        return None
+    answer: Answer = found[1]
+    return answer
+
+
 async def _serve(info: Info, ask: Ask) -> RecommendationsPayload:
-    answer = await server(info).answer(ask)  # its own autocommit read, not the request's session
+    answer = precomputed(info, ask)
+    if answer is None:
+        # its own autocommit read, not the request's session
+        answer = await server(info).answer(ask)
     return payload(info, answer)
 
 
-async def recommendations(info: Any, input: RecommendationsInput) -> RecommendationsPayload:
-    """The ``recommendations`` field (also reached by the fast path below)."""
-    try:
-        first = _first(input.first, "input", "first")
-        customer, anonymous = _who(info, input)
-        product = (
-            None
-            if input.product_id is None
-            else _pk(input.product_id, "Product", "input", "productId")
-        )
-        cart = _pks(input.cart_product_ids, "Product", "input", "cartProductIds")
-        recent = _pks(input.recent_product_ids, "Product", "input", "recentProductIds")
-        flt = _filter(input.filter, "input", "filter")
-    except Refused as exc:
-        return exc.payload
-    ask = Ask(
+def ask_for(info: Any, input: RecommendationsInput) -> Ask:
+    """The validated ask of a ``recommendations`` input; raises ``Refused`` (nothing served)."""
+    first = _first(input.first, "input", "first")
+    customer, anonymous = _who(info, input)
+    product = (
+        None if input.product_id is None else _pk(input.product_id, "Product", "input", "productId")
+    )
+    cart = _pks(input.cart_product_ids, "Product", "input", "cartProductIds")
+    recent = _pks(input.recent_product_ids, "Product", "input", "recentProductIds")
+    flt = _filter(input.filter, "input", "filter")
+    return Ask(
         surface="recommendations",
         scenario=input.scenario.value,
         customer_id=customer,
@@ -372,6 +385,14 @@ async def recommendations(info: Any, input: RecommendationsInput) -> Recommendat
         first=first,
         filter=flt,
     )
+
+
+async def recommendations(info: Any, input: RecommendationsInput) -> RecommendationsPayload:
+    """The ``recommendations`` field (also reached by the fast path below)."""
+    try:
+        ask = ask_for(info, input)
+    except Refused as exc:
+        return exc.payload
     return await _serve(info, ask)
 
 
@@ -544,9 +565,16 @@ def product_in_stock(root: Any, info: Any = None) -> bool:
     return bool(root.stock is None or root.stock > 0)
 
 
+@fast_resolver
 def product_price(root: Any, info: Any = None) -> Money:
     """``Product.price`` without Strawberry's per-call wrapping (same value)."""
     return Money.of(root.price, root.currency)
+
+
+@fast_resolver
+def category_global_id(root: Any, info: Any = None) -> str:
+    """``Category.id`` without Strawberry's per-call wrapping (categories of recommended products)."""
+    return encode_id("Category", root.id)
 
 
 async def product_category(root: Any, info: Any) -> Any:
@@ -562,6 +590,7 @@ FAST_RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("Product", "inStock"): product_in_stock,
     ("Product", "price"): product_price,
     ("Product", "category"): product_category,
+    ("Category", "id"): category_global_id,
 }
 
 __all__ = ["FAST_RESOLVERS", "ProductRow", "ServingQueries"]
