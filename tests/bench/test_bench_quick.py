@@ -66,8 +66,21 @@ def test_execution_quick() -> None:
     assert re.search(r"^per extra field \d+\.\d+ us; per extra row", out, re.M), out
 
 
+def test_graphql_fastpath_quick(postgres_url: str | None) -> None:
+    need("postgres", postgres_url)
+    out = quick("graphql_fastpath.py")
+    assert re.search(r"^ratio fast/generic CPU per request: \d+\.\d+", out, re.M), out
+    assert re.search(r"^fast +\d+\.\d+", out, re.M), out
+
+
 def test_help() -> None:
-    for script in ("graphql_users.py", "upsert_users.py", "inprocess.py", "execution.py"):
+    for script in (
+        "graphql_users.py",
+        "upsert_users.py",
+        "inprocess.py",
+        "execution.py",
+        "graphql_fastpath.py",
+    ):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "bench" / script), "--help"],
             capture_output=True,
