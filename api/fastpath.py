@@ -214,29 +214,27 @@ class FastGraphQL:
         try:
             ask = recommend.ask_for(info, recommend.input_of(arguments["input"]))
         except recommend.Refused as exc:
-            return self._write(scope, plan, context, exc.payload, None)
+            return self._write(scope, plan, exc.payload, None)
         answer = await server.answer(ask)
         try:
             payload = recommend.payload(info, answer)  # type: ignore[arg-type]
+            # the end of the request's unit of work, as ``RequestPipeline`` does for a query
+            # (nothing here opens a session or reads PII: a no-op unless that changes)
+            await context.finish(commit=False)
         except Exception:
             log.exception("recommendations fast path failed after ranking")
             return self._hand_over(scope, (ask, answer))
-        return self._write(scope, plan, context, payload, (ask, answer))
+        return self._write(scope, plan, payload, (ask, answer))
 
     def _write(
         self,
         scope: Scope,
         plan: Plan,
-        context: Context,
         payload: Any,
         ranked: tuple[Any, Any] | None,
     ) -> bytes | None:
         """The answer's bytes; on a value the generic path must report, the ranked answer is
         handed over to it (None)."""
-        if context._session is not None or context._pii_reads:
-            # ``RequestPipeline`` would end the request's unit of work; nothing here opens one
-            log.error("recommendations fast path: the request opened a session or read PII")
-            return self._hand_over(scope, ranked)
         try:
             written = plan.payload(payload)
             data = {name: written if value is None else value for name, value in plan.root}

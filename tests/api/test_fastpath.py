@@ -116,11 +116,14 @@ def normalise(value: Any) -> Any:
 class Differ:
     """Sends each request to both paths and compares."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, app: Any = None) -> None:
         self.api = api
-        self.endpoint = api.app.state.graphql
+        app = app or api.app
+        self.endpoint = app.state.graphql
+        base = "http://127.0.0.1:8000"
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
         transport = httpx.ASGITransport(app=self.endpoint.graphql)
-        self.generic = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000")
+        self.generic = httpx.AsyncClient(transport=transport, base_url=base)
 
     async def same(
         self,
@@ -141,9 +144,9 @@ class Differ:
         counts = dict(self.endpoint.counts)
         before = await impression_count(self.api.db)
         if method == "GET":
-            fast_response = await self.api.client.get("/graphql", params=body, headers=headers)
+            fast_response = await self.client.get("/graphql", params=body, headers=headers)
         else:
-            fast_response = await self.api.client.post("/graphql", content=raw, headers=headers)
+            fast_response = await self.client.post("/graphql", content=raw, headers=headers)
         middle = await impression_count(self.api.db)
         if method == "GET":
             generic_response = await self.generic.get("/graphql", params=body, headers=headers)
@@ -427,3 +430,33 @@ async def test_every_catalogue_category(api: Api, world: dict[str, Any], differ:
         )
         items = body["data"]["recommendations"]["items"]
         assert items and all(i["product"]["category"] for i in items), body
+
+
+async def test_prod(
+    api: Api, world: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In prod (introspection closed, unexpected errors masked) the answers are the same too."""
+    from api.app import create_app
+    from api.recommend import serving
+    from tests.api.test_limits import _dev_secret
+
+    prod = create_app(
+        settings.model_copy(
+            update={
+                "env": "prod",
+                "signing_keys": _dev_secret(settings, "signing"),
+                "encryption_keys": _dev_secret(settings, "encryption"),
+                "lookup_key": _dev_secret(settings, "lookup"),
+            }
+        )
+    )
+    shopper = await shopper_token(api, "c0")
+    async with prod.router.lifespan_context(prod):
+        differ = Differ(api, prod)
+        await differ.same(variables(ALIASED, me=True), shopper, path="fast", ranked=1)
+        await differ.same(
+            {"query": "{ __schema { queryType { name } } }"}, shopper, path="generic", ranked=0
+        )
+        await differ.same(variables(RECOMMEND, first=99), shopper, path="fast", ranked=0)
+        monkeypatch.setattr(serving, "reason_text", lambda item: None)
+        await differ.same(variables(RECOMMEND, me=True), shopper, path="handed_over", ranked=1)
