@@ -48,13 +48,16 @@ from graphql import (
     DirectiveNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLBoolean,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Visitor,
@@ -379,23 +382,24 @@ class _Compiler:
     def output(
         self, type_: GraphQLOutputType, details: list[FieldDetails], parent: tuple[str, str] | None
     ) -> Serialise | None:
-        if isinstance(type_, GraphQLNonNull):
-            inner = self.output(type_.of_type, details, parent)
-            if inner is None:
-                return None
-            return _non_null(inner)
-        if isinstance(type_, GraphQLList):
-            item = self.output(type_.of_type, details, parent)
-            return None if item is None else _nullable(_list(item))
-        if is_leaf_type(type_):
-            return _nullable(_leaf(type_.coerce_output_value))  # type: ignore[union-attr]
-        if isinstance(type_, GraphQLObjectType):
-            obj = self.object(type_, details, parent)
-            return None if obj is None else _nullable(obj)
+        """A serialiser of a value of ``type_`` (``null`` included): one closure per level."""
+        non_null = isinstance(type_, GraphQLNonNull)
+        inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+        if isinstance(inner, GraphQLList):
+            item = self.output(inner.of_type, details, parent)
+            return None if item is None else _list(item, non_null)
+        if is_leaf_type(inner):
+            return _leaf(inner, non_null)
+        if isinstance(inner, GraphQLObjectType):
+            return self.object(inner, details, parent, non_null)
         return None  # interfaces and unions: graphql-core resolves the type
 
     def object(
-        self, type_: GraphQLObjectType, details: list[FieldDetails], parent: tuple[str, str] | None
+        self,
+        type_: GraphQLObjectType,
+        details: list[FieldDetails],
+        parent: tuple[str, str] | None,
+        non_null: bool,
     ) -> Serialise | None:
         grouped = collect_subfields(
             self.schema, self.fragments, NO_VARIABLES, self.operation, type_, details
@@ -419,7 +423,11 @@ class _Compiler:
         is_type_of = type_.is_type_of
         frozen = tuple(fields)
 
-        def serialise(source: Any) -> dict[str, Any]:
+        def serialise(source: Any) -> dict[str, Any] | None:
+            if source is None:
+                if non_null:
+                    raise _Bail("null in a non-null field")
+                return None
             if is_type_of is not None and not is_type_of(source, None):  # type: ignore[arg-type]
                 raise _Bail(f"not a {type_.name}")
             return {name: write(read(source)) for name, read, write in frozen}
@@ -442,24 +450,12 @@ class _Compiler:
         return _reader(field)
 
 
-def _non_null(inner: Serialise) -> Serialise:
+def _list(item: Serialise, non_null: bool) -> Serialise:
     def serialise(value: Any) -> Any:
         if value is None:
-            raise _Bail("null in a non-null field")
-        return inner(value)
-
-    return serialise
-
-
-def _nullable(inner: Serialise) -> Serialise:
-    def serialise(value: Any) -> Any:
-        return None if value is None else inner(value)
-
-    return serialise
-
-
-def _list(item: Serialise) -> Serialise:
-    def serialise(value: Any) -> Any:
+            if non_null:
+                raise _Bail("null in a non-null field")
+            return None
         if type(value) is not list and type(value) is not tuple:
             raise _Bail("not a list")
         return [item(v) for v in value]
@@ -467,8 +463,22 @@ def _list(item: Serialise) -> Serialise:
     return serialise
 
 
-def _leaf(coerce: Callable[[Any], Any]) -> Serialise:
+# Built-in scalars that return a value of exactly this type unchanged (graphql-core's
+# ``serialize_string``, ``serialize_boolean``, ``serialize_id``): no call for those.
+_UNCHANGED: dict[Any, type] = {GraphQLString: str, GraphQLBoolean: bool, GraphQLID: str}
+
+
+def _leaf(type_: Any, non_null: bool) -> Serialise:
+    coerce = type_.coerce_output_value
+    unchanged = _UNCHANGED.get(type_)
+
     def serialise(value: Any) -> Any:
+        if value is None:
+            if non_null:
+                raise _Bail("null in a non-null field")
+            return None
+        if type(value) is unchanged:
+            return value
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
             raise _Bail("a value the scalar refuses")
