@@ -11,8 +11,9 @@ and the same output coercion of each leaf's type.
 What is recognised (everything else, or anything unusual, goes to the generic path unchanged, which
 then produces the same answer or the errors):
 
-* POST with a JSON content type, a body without ``\\u0000`` (the generic path refuses NUL), a single
-  operation object with ``query`` (or an automatic persisted query found in this process's
+* POST with a JSON content type, a body of at most 32 KB that names ``recommendations`` or a
+  persisted query (other bodies are not parsed twice) and holds no ``\\u0000`` (the generic path
+  refuses NUL), a single operation object with ``query`` (or an automatic persisted query found in this process's
   local APQ cache), ``variables``, ``operationName``; no streaming ``Accept``;
 * a document that parses and validates under the same limits as ``RequestPipeline`` (depth,
   aliases, tokens; the prod rules of a caller without the admin scope, which are the stricter
@@ -96,7 +97,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("precis.api")
 
 ROOT_FIELD = "recommendations"
+ROOT_FIELD_BYTES = ROOT_FIELD.encode()
 MAX_QUERY_CHARS = 10_000  # longer documents are not compiled (nor kept in the plan cache)
+MAX_BODY_BYTES = 32_768  # a recommendations request is about 1 KB
 PLAN_CACHE_SIZE = 256
 NO_VARIABLES = VariableValues({}, {})
 JSON_HEADERS = b"content-type", b"application/json"
@@ -171,8 +174,14 @@ class FastGraphQL:
     async def _answer(self, scope: Scope, receive: Receive, body: bytes) -> bytes | None:
         """The response body from a plan; None: the generic path answers (nothing was ranked,
         or the ranked answer is in the scope for it)."""
-        if b"\\u0000" in body:
-            return None
+        if (
+            len(body) > MAX_BODY_BYTES
+            or (ROOT_FIELD_BYTES not in body and b"persistedQuery" not in body)
+            or b"\\u0000" in body
+        ):
+            return (
+                None  # cheaply: other operations (a large trackEvents batch) are not parsed twice
+            )
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:

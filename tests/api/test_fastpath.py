@@ -322,6 +322,11 @@ async def test_whatever_is_unusual_takes_the_generic_path(
     assert fast_response.json() == generic_response.json()
     assert differ.endpoint.counts["generic"] == before.get("generic", 0) + 1
 
+    # a body over 32 KB is not looked at (a refusal here: anonymousId is too long)
+    huge = variables(RECOMMEND, anonymousId="x" * 40_000)
+    body = await differ.same(huge, server, path="generic", ranked=0)
+    assert body["data"]["recommendations"]["errors"][0]["code"] == "TOO_LONG", body
+
     # variables that do not coerce, NUL, bodies that are not one JSON operation
     for bad in (
         {"input": {"first": "ten"}},
