@@ -13,8 +13,8 @@ then produces the same answer or the errors):
 
 * POST with a JSON content type, a body of at most 32 KB that names ``recommendations`` or a
   persisted query (other bodies are not parsed twice) and holds no ``\\u0000`` (the generic path
-  refuses NUL), a single operation object with ``query`` (or an automatic persisted query found in this process's
-  local APQ cache), ``variables``, ``operationName``; no streaming ``Accept``;
+  refuses NUL), a single operation object with ``query`` (or an automatic persisted query found
+  in this process's local APQ cache), ``variables``, ``operationName``; no streaming ``Accept``;
 * a document that parses and validates under the same limits as ``RequestPipeline`` (depth,
   aliases, tokens; the prod rules of a caller without the admin scope, which are the stricter
   set, so they hold for every caller) and whose cost is within the limit (the cost does not depend
