@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -38,18 +38,7 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         elif not pool:
             kwargs["poolclass"] = NullPool
     else:
-        connect_args: dict[str, Any] = {
-            "server_settings": {
-                "statement_timeout": str(settings.statement_timeout_ms),
-                "application_name": "precis",
-            }
-        }
-        if _loopback(url.host) and not ({"ssl", "sslmode"} & set(url.query)):
-            # asyncpg's default (prefer) builds an SSL context and asks the server for TLS on
-            # every new connection; on this host there is nothing to protect. The URL's
-            # ?ssl=... / ?sslmode=... still decides when given.
-            connect_args["ssl"] = False
-        kwargs["connect_args"] = connect_args
+        kwargs["connect_args"] = _pg_connect_args(settings, url)
         if pool:
             kwargs.update(
                 pool_size=settings.db_pool_size,
@@ -62,6 +51,37 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _pg_connect_args(settings: Settings, url: URL) -> dict[str, Any]:
+    """What every PostgreSQL connection gets besides the URL: the statement timeout, the
+    application name, and no TLS to this machine unless the URL asks for it."""
+    connect_args: dict[str, Any] = {
+        "server_settings": {
+            "statement_timeout": str(settings.statement_timeout_ms),
+            "application_name": "precis",
+        }
+    }
+    if _loopback(url.host) and not ({"ssl", "sslmode"} & set(url.query)):
+        # asyncpg's default (prefer) builds an SSL context and asks the server for TLS on
+        # every new connection; on this host there is nothing to protect. The URL's
+        # ?ssl=... / ?sslmode=... still decides when given.
+        connect_args["ssl"] = False
+    return connect_args
+
+
+def asyncpg_connect_args(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+    """``asyncpg.connect`` keyword arguments for a connection like the engine's own (its URL,
+    query options and connect arguments), for code that keeps asyncpg connections of its own
+    (``domain.recommend.serving.ShopperReads``)."""
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    # SQLAlchemy's asyncpg adapter takes these itself; asyncpg calls the first one differently.
+    cache = params.pop("prepared_statement_cache_size", None)
+    if cache is not None:
+        params["statement_cache_size"] = int(cache)
+    params.pop("prepared_statement_name_func", None)
+    params.pop("async_creator_fn", None)
+    return {**params, **_pg_connect_args(settings, engine.url)}
 
 
 def _loopback(host: str | None) -> bool:

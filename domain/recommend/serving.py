@@ -33,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -59,11 +60,11 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.util import greenlet_spawn
 
 from domain.catalog.models import Category, Product
 from domain.columns import UTCDateTime, utcnow
 from domain.consents.models import Consent
+from domain.db import asyncpg_connect_args
 from domain.events.models import Event
 from domain.orders.models import Order, OrderLine
 from domain.recommend.models import ModelVersion, RecommendationImpression
@@ -74,7 +75,7 @@ from domain.writebehind import WriteBehind
 if TYPE_CHECKING:
     from domain.db import Database
     from domain.settings import Settings
-    from recommend.serving import Bundle, Ranked
+    from recommend.serving import Bundle, Ranked, RankRequest, View
 
 log = logging.getLogger("precis.recommend")
 
@@ -220,18 +221,30 @@ class Facts:
     price: np.ndarray  # float64
     tracked: np.ndarray  # bool: stock is tracked (and above zero when allowed)
     positions: dict[int, int]  # product id -> item index
-    # Filter.mask per (filter, catalogue version), read-only arrays; emptied by every update.
-    masks: OrderedDict[tuple[Filter, int], np.ndarray] = field(default_factory=OrderedDict)
+    # item key -> (item index, product id), for the keys that are product ids
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (Filter.mask, the View of it) per (filter, catalogue version), read-only arrays; emptied
+    # by every update.
+    masks: OrderedDict[tuple[Filter, int], tuple[np.ndarray, View]] = field(
+        default_factory=OrderedDict
+    )
 
     def mask(self, flt: Filter, catalog: Catalog) -> np.ndarray:
-        """``flt.mask`` of these facts, computed once per filter while nothing changes (a
-        storefront asks with a handful of filters; the mask is a pass over the catalogue)."""
+        return self.view(flt, catalog)[0]
+
+    def view(self, flt: Filter, catalog: Catalog) -> tuple[np.ndarray, View]:
+        """``flt.mask`` of these facts and the ranking's ``View`` of it, made once per filter
+        while nothing changes (a storefront asks with a handful of filters; the mask is a pass
+        over the catalogue)."""
         key = (flt, catalog.version)
         found = self.masks.get(key)
         if found is None:
-            found = flt.mask(self, catalog)
-            found.flags.writeable = False  # shared by every request with this filter
-            self.masks[key] = found
+            from recommend.serving import View
+
+            mask = flt.mask(self, catalog)
+            mask.flags.writeable = False  # shared by every request with this filter
+            view = View(allowed=mask, category=self.category, brand=self.brand, max_share=MAX_SHARE)
+            found = self.masks[key] = (mask, view)
             while len(self.masks) > MASK_CACHE:
                 self.masks.popitem(last=False)
         return found
@@ -241,6 +254,7 @@ class Facts:
         n = len(items)
         ids = np.full(n, -1, dtype=np.int64)
         positions: dict[int, int] = {}
+        keys: dict[str, tuple[int, int]] = {}
         for i, key in enumerate(items):
             try:
                 pid = int(key)
@@ -248,6 +262,7 @@ class Facts:
                 continue
             ids[i] = pid
             positions[pid] = i
+            keys[key] = (i, pid)
         facts = cls(
             product_ids=ids,
             allowed=np.zeros(n, dtype=bool),
@@ -256,6 +271,7 @@ class Facts:
             price=np.zeros(n, dtype=np.float64),
             tracked=np.zeros(n, dtype=bool),
             positions=positions,
+            keys=keys,
         )
         facts.update(positions, catalog)
         return facts
@@ -478,10 +494,30 @@ def _compiled(
     return found
 
 
+# (by customer, purchased) -> the statement's text and a template of its arguments: the constants
+# in place, the shopper's id at ``who`` positions and the window's start at ``since`` positions.
+_DRIVER: dict[tuple[bool, bool], tuple[str, list[Any], tuple[int, ...], tuple[int, ...]]] = {}
+
+
+def driver_statement(
+    dialect: Any, by_customer: bool, purchased: bool
+) -> tuple[str, list[Any], tuple[int, ...], tuple[int, ...]]:
+    """:func:`_compiled` laid out for binding by position: a request copies the template and
+    sets two or three slots instead of looking every parameter up by name."""
+    found = _DRIVER.get((by_customer, purchased))
+    if found is None:
+        sql, order, constants = _compiled(dialect, by_customer, purchased)
+        template = [constants.get(n) for n in order]
+        who = tuple(i for i, n in enumerate(order) if n in ("cid", "aid"))
+        since = tuple(i for i, n in enumerate(order) if n == "since")
+        found = _DRIVER[(by_customer, purchased)] = (sql, template, who, since)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Driver:
-    """A pooled PostgreSQL connection's asyncpg connection, with the engine's dialect (the
-    request path's shopper read: no SQLAlchemy ``Connection`` per request)."""
+    """An asyncpg connection with the engine's dialect: the shopper statement's compiled text
+    straight to the driver (no SQLAlchemy ``Connection``)."""
 
     connection: Any
     dialect: Any
@@ -497,48 +533,203 @@ async def load_shopper(
     now: datetime,
 ) -> Shopper:
     """Everything about the shopper in one statement (a UNION ALL of small indexed reads)."""
-    shopper = Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
     if customer_id is None and anonymous_id is None:
-        return shopper
+        return Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
     since = now - timedelta(minutes=settings.recommend_session_minutes)
-    shape = (customer_id is not None, purchased and customer_id is not None)
-    params: dict[str, Any] = {"since": since}
-    if customer_id is not None:
-        params["cid"] = customer_id
-    else:
-        params["aid"] = anonymous_id
+    by_customer = customer_id is not None
+    shape = (by_customer, purchased and by_customer)
     rows: Sequence[Any]
+    driver: Any = None
     if isinstance(session, Driver):
-        sql, order, constants = _compiled(session.dialect, *shape)
-        rows = await session.connection.fetch(
-            sql, *(params.get(n, constants.get(n)) for n in order)
-        )
+        driver, dialect = session.connection, session.dialect
     elif isinstance(session, AsyncConnection) and session.dialect.name == "postgresql":
         # The compiled text straight to asyncpg (its own prepared-statement cache): SQLAlchemy's
         # execution context and row processing cost more than the statement on the server.
-        sql, order, constants = _compiled(session.dialect, *shape)
-        driver = (await session.get_raw_connection()).driver_connection
+        driver, dialect = (await session.get_raw_connection()).driver_connection, session.dialect
         assert driver is not None
-        rows = await driver.fetch(sql, *(params.get(n, constants.get(n)) for n in order))
+    if driver is not None:
+        sql, args = driver_args(dialect, shape, customer_id, anonymous_id, since)
+        rows = await driver.fetch(sql, *args)
     else:
+        assert not isinstance(session, Driver)
+        params: dict[str, Any] = {"since": since}
+        if customer_id is not None:
+            params["cid"] = customer_id
+        else:
+            params["aid"] = anonymous_id
         rows = (await session.execute(shopper_statement(*shape), params)).all()
+    return read_rows(rows, settings, customer_id, anonymous_id, now)
+
+
+def driver_args(
+    dialect: Any,
+    shape: tuple[bool, bool],
+    customer_id: int | None,
+    anonymous_id: str | None,
+    since: datetime,
+) -> tuple[str, list[Any]]:
+    """The shopper statement's text and positional arguments for asyncpg."""
+    sql, template, who, at = driver_statement(dialect, *shape)
+    args = template.copy()
+    for i in who:
+        args[i] = customer_id if customer_id is not None else anonymous_id
+    for i in at:
+        args[i] = since
+    return sql, args
+
+
+def read_rows(
+    rows: Iterable[Any],
+    settings: Settings,
+    customer_id: int | None,
+    anonymous_id: str | None,
+    now: datetime,
+) -> Shopper:
+    """The shopper from the statement's rows ``(kind, n, s, at)``."""
+    shopper = Shopper(customer_id=customer_id, anonymous_id=anonymous_id)
+    recent = shopper.recent
     consent: dict[str, bool] = {}
     for kind, n, s, at in rows:
         if kind == "e" and n is not None:
             age = max(0.0, (now - at).total_seconds()) if at is not None else 0.0
-            shopper.recent.append((int(n), str(s), age))
+            recent.append((int(n), str(s), age))
         elif kind == "c":
             shopper.exists = True
         elif kind == "k":
             consent[str(s)] = bool(n)
         elif kind == "p" and n is not None:
             shopper.purchased.add(int(n))
-    shopper.recent.sort(key=lambda r: r[2])
-    default = settings.analytics_consent_default
+    if len(recent) > 1:
+        recent.sort(key=_age)
     if customer_id is not None:
+        default = settings.analytics_consent_default
         shopper.personalization = shopper.exists and consent.get(PERSONALIZATION, default)
         shopper.analytics = shopper.exists and consent.get(ANALYTICS, default)
     return shopper
+
+
+def _age(event: tuple[int, str, float]) -> float:
+    return event[2]
+
+
+class ShopperReads:
+    """The request path's PostgreSQL connections for the shopper statement: asyncpg connections
+    of their own (made like the engine's), at most ``size``, opened as requests need them and
+    kept; a request holds one only for its statement.
+
+    Not SQLAlchemy's pool (``raw_connection`` and the check-in cost two greenlet hops and the
+    pool's events per request) nor asyncpg's (``Pool.release`` runs in a task of its own through
+    ``asyncio.shield`` and, by default, sends a reset query): the statement is one autocommit
+    ``SELECT``, which opens no transaction and changes no session state (no ``SET``, ``LISTEN``,
+    cursor, advisory lock or temporary table), so a connection whose statement completed is
+    handed on as it is. Any exception in the statement, a cancellation included (a request
+    cancelled mid-statement leaves the connection in an unknown state: the reply may still be on
+    its way), terminates the connection instead: the next request gets a clean one."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]], size: int) -> None:
+        self._connect = connect
+        self.size = max(1, size)
+        self.open = 0  # connections open, or being opened, counted against size
+        self._idle: list[Any] = []  # newest on top: the busiest connections stay warm
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        conn = await self._acquire()
+        try:
+            rows = await conn.fetch(sql, *args)
+        except BaseException:
+            self._discard(conn)
+            raise
+        self._release(conn)
+        return rows  # type: ignore[no-any-return]
+
+    async def _acquire(self) -> Any:
+        if self._closed:
+            raise RuntimeError("the shopper reads are closed")
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed():
+                return conn
+            self.open -= 1  # closed by the server meanwhile
+        if self.open < self.size:
+            self.open += 1
+            return await self._new()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed one just as it was cancelled
+                handed = waiter.result()
+                if handed is None:
+                    self.open -= 1
+                    self._wake()
+                else:
+                    self._release(handed)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        if conn is None:  # a connection was closed: its place is this request's to fill
+            return await self._new()
+        return conn
+
+    async def _new(self) -> Any:
+        """Open a connection in a place already counted in ``open``."""
+        try:
+            return await self._connect()
+        except BaseException:
+            self.open -= 1
+            self._wake()
+            raise
+
+    def _release(self, conn: Any) -> None:
+        if self._closed or conn.is_closed():
+            self._discard(conn)
+            return
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: Any) -> None:
+        conn.terminate()  # closes the socket now: the server ends the backend and its statement
+        self.open -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """A place is free: the first request still waiting opens a connection in it."""
+        while self._waiters and not self._closed:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.open += 1
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close the idle connections; one still running its statement is closed when it ends;
+        requests still waiting fail."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the shopper reads are closed"))
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self.open -= 1
+            try:
+                await conn.close(timeout=STOP_WAIT)
+            except Exception:  # gone already, or too slow: drop it
+                conn.terminate()
 
 
 # -- the database fallback -----------------------------------------------------------------------
@@ -709,6 +900,7 @@ class RecommendationServer:
         self._dialect = db.engine.dialect
         self._reads: set[asyncio.Future[Shopper]] = set()  # shielded shopper reads (SQLite)
         self._pg = self._dialect.name == "postgresql"
+        self._shopper_reads: ShopperReads | None = None  # PostgreSQL: made by the first read
         self._bad: set[tuple[int, str | None]] = set()  # versions that failed to load
         self._bad_arms: set[int] = set()
         self._warming: asyncio.Task[None] | None = None
@@ -746,6 +938,9 @@ class RecommendationServer:
                     await task
         self._warming = self._checking = None
         await self.impressions.stop()
+        reads, self._shopper_reads = self._shopper_reads, None
+        if reads is not None:
+            await reads.close()
 
     def health(self) -> str:
         """For ``/readyz``: ``ok: version N`` or ``degraded: <reason>; serving non-personal``."""
@@ -907,12 +1102,14 @@ class RecommendationServer:
     ) -> tuple[Loaded | None, int | None]:
         active = self.active
         exp = self.experiment
+        if exp is None or active is None:
+            return active, None
         key = (
             f"c:{customer_id}"
             if customer_id is not None
             else (f"a:{anonymous_id}" if anonymous_id else None)
         )
-        if exp is None or key is None or active is None:
+        if key is None:
             return active, None
         from domain.recommend.experiments import arm_for
 
@@ -951,30 +1148,41 @@ class RecommendationServer:
         )
 
     async def _read_shopper(self, ask: Ask, now: datetime) -> Shopper:
-        """The shopper, read outside any transaction on a pooled connection held only for this
-        one statement (not while ranking). On PostgreSQL straight from the pool to asyncpg: no
-        SQLAlchemy ``Connection`` (with its execution options and events) per request."""
-        if ask.customer_id is None and ask.anonymous_id is None:
+        """The shopper, read outside any transaction on a connection held only for this one
+        statement (not while ranking). On PostgreSQL on :class:`ShopperReads`' own asyncpg
+        connections: no pool checkout, SQLAlchemy ``Connection`` or greenlet per request."""
+        customer_id = ask.customer_id
+        anonymous_id = ask.anonymous_id if customer_id is None else None
+        if customer_id is None and anonymous_id is None:
             return Shopper()
         if self._pg:
-            raw = await self.db.engine.raw_connection()
-            try:
-                shopper = await self._shopper(
-                    Driver(raw.driver_connection, self._dialect), ask, now
-                )
-            except BaseException:
-                # Cancelled or failed mid-statement: the connection's state is unknown; it is
-                # closed (and leaves the pool), not handed to the next request.
-                await greenlet_spawn(raw.invalidate)
-                raise
-            await greenlet_spawn(raw.close)  # back to the pool
-            return shopper
+            by_customer = customer_id is not None
+            shape = (by_customer, by_customer and ask.filter.exclude_purchased)
+            since = now - timedelta(minutes=self.settings.recommend_session_minutes)
+            sql, args = driver_args(self._dialect, shape, customer_id, anonymous_id, since)
+            rows = await self.shopper_reads().fetch(sql, args)
+            return read_rows(rows, self.settings, customer_id, anonymous_id, now)
         # Shielded: a request cancelled while the connection is checked out or closed (SQLite's
         # run in a thread) would leave it to the garbage collector; the read finishes instead.
         task = asyncio.ensure_future(self._read_shopper_connection(ask, now))
         self._reads.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._reads.discard)
         return await asyncio.shield(task)
+
+    def shopper_reads(self) -> ShopperReads:
+        """The shopper statement's connections (PostgreSQL), as many as ``db_pool_size`` at
+        most, besides the engine's pool (which the request path then hardly uses)."""
+        reads = self._shopper_reads
+        if reads is None:
+            import asyncpg
+
+            kwargs = asyncpg_connect_args(self.db.engine, self.settings)
+
+            async def connect() -> Any:
+                return await asyncpg.connect(**kwargs)
+
+            reads = self._shopper_reads = ShopperReads(connect, self.settings.db_pool_size)
+        return reads
 
     async def _read_shopper_connection(self, ask: Ask, now: datetime) -> Shopper:
         async with self.autocommit.connect() as conn:  # Core: no ORM session per request
@@ -1013,16 +1221,12 @@ class RecommendationServer:
             personal_ok, fallback = False, ANONYMOUS
         # Session signals: the client's, then the stored ones; none at all without consent.
         recent: list[tuple[int, str, float]] = []
-        if fallback != NO_CONSENT:
-            seen: set[int] = set()
-            client = [(pid, "view", 0.0) for pid in ask.recent]
-            for pid, kind, age in [*client, *shopper.recent]:
-                if pid not in seen:
-                    seen.add(pid)
-                    recent.append((pid, kind, age))
-            recent = recent[:SESSION_EVENTS]
-        exclude = set(shopper.purchased) if ask.filter.exclude_purchased and personal_ok else set()
-        ranked: tuple[list[Item], bool] | None = None
+        if fallback != NO_CONSENT and (ask.recent or shopper.recent):
+            recent = _session(ask.recent, shopper.recent)
+        exclude: AbstractSet[int] = (
+            shopper.purchased if ask.filter.exclude_purchased and personal_ok else _NOTHING
+        )
+        ranked: tuple[list[Item], list[int], bool] | None = None
         if loaded is not None:
             try:
                 ranked = self._rank(loaded, ask, personal_ok, recent, exclude)
@@ -1035,24 +1239,25 @@ class RecommendationServer:
                 async with self.autocommit.connect() as conn:
                     await self.fallback.ensure(conn, now)
             items = self._fallback_items(ask, exclude, recent)
+            product_ids = [int(i.product.id or 0) for i in items]
             code = MODEL_UNAVAILABLE if loaded is not None else (self.fallback_code or NO_MODEL)
-            answer = Answer(uuid.uuid4().hex, None, False, code, items, None)
+            answer = Answer(recommendation_id(), None, False, code, items, None)
         else:
-            items, used = ranked
+            items, product_ids, used = ranked
             personal = personal_ok and used
             if ask.surface != "recommendations":
                 personal, fallback = False, None  # item-to-item lists are not about a shopper
             elif personal_ok and not personal:
                 fallback = UNKNOWN_SHOPPER  # a customer the model does not know, no session yet
             answer = Answer(
-                uuid.uuid4().hex,
+                recommendation_id(),
                 loaded.version_id,
                 personal,
                 None if personal else fallback,
                 items,
                 experiment_id,
             )
-        await self._record(ask, shopper, answer, now)
+        await self._record(ask, shopper, answer, product_ids, now)
         return answer
 
     def _rank(
@@ -1061,94 +1266,94 @@ class RecommendationServer:
         ask: Ask,
         personal_ok: bool,
         recent: list[tuple[int, str, float]],
-        exclude: set[int],
-    ) -> tuple[list[Item], bool]:
-        from recommend.serving import RankRequest, Recent, View
-
-        bundle, facts = loaded.bundle, loaded.facts
-        if loaded.catalog_version != self.catalog.version:
-            facts.update(self.catalog.products, self.catalog)  # pragma: no cover - safety net
-            loaded.catalog_version = self.catalog.version
-        mask = facts.mask(ask.filter, self.catalog)
-        view = View(allowed=mask, category=facts.category, brand=facts.brand, max_share=MAX_SHARE)
+        exclude: AbstractSet[int],
+    ) -> tuple[list[Item], list[int], bool]:
+        """The model's answer: items, their product ids, and whether it used anything personal
+        (the shopper's list or session)."""
+        bundle, facts, catalog = loaded.bundle, loaded.facts, self.catalog
+        if loaded.catalog_version != catalog.version:
+            facts.update(catalog.products, catalog)  # pragma: no cover - safety net
+            loaded.catalog_version = catalog.version
+        mask, view = facts.view(ask.filter, catalog)
         k = ask.first
         user = str(ask.customer_id) if personal_ok and ask.customer_id is not None else None
-        known_user = user is not None and user in bundle.user_index
         ranked: list[Ranked]
-        if ask.surface == "similar":
+        if ask.surface == "recommendations":
+            ranked = bundle.rank(_request(ask, user, personal_ok, recent, exclude), view)
+        elif ask.surface == "similar":
             assert ask.product is not None
             key = str(ask.product)
             if key in bundle.item_index:
                 ranked = bundle.similar_items(key, k, view)
             else:
-                row = self.catalog.products.get(ask.product)
-                text = _text(row, self.catalog) if row is not None else ""
+                row = catalog.products.get(ask.product)
+                text = _text(row, catalog) if row is not None else ""
                 ranked = bundle.similar_to_text(text, k, view) if text else []
         elif ask.surface == "together":
             ranked = bundle.bought_together([str(p) for p in ask.cart], k, view)
         elif ask.surface == "trending":
             cat_mask = None
             if ask.category is not None:
-                cat_mask = _member(facts.category, self.catalog.subtree(ask.category))
+                cat_mask = _member(facts.category, catalog.subtree(ask.category))
             ranked = bundle.trending_items(cat_mask, k, view)
         else:
-            request = RankRequest(
-                scenario=ask.scenario or "HOME",
-                user=user,
-                personal=personal_ok,
-                product=None if ask.product is None else str(ask.product),
-                cart=tuple(str(p) for p in ask.cart),
-                recent=tuple(Recent(str(p), kind, age) for p, kind, age in recent),
-                exclude=frozenset(str(p) for p in exclude),
-                k=k,
-            )
-            ranked = bundle.rank(request, view)
-        used_personal = known_user or bool(recent and personal_ok)
-        return self._items(ranked, facts, mask, exclude, ask, k), used_personal
+            ranked = bundle.rank(_request(ask, user, personal_ok, recent, exclude), view)
+        used_personal = (user is not None and user in bundle.user_index) or bool(
+            recent and personal_ok
+        )
+        items, product_ids = self._items(ranked, facts, mask, exclude, ask, k)
+        return items, product_ids, used_personal
 
     def _items(
         self,
         ranked: Sequence[Ranked],
         facts: Facts,
         mask: np.ndarray,
-        exclude: set[int],
+        exclude: AbstractSet[int],
         ask: Ask,
         k: int,
-    ) -> list[Item]:
-        """Ranked keys -> product rows; the last guard: nothing not allowed ever leaves."""
-        context = {ask.product, *ask.cart}
+    ) -> tuple[list[Item], list[int]]:
+        """Ranked keys -> product rows (and their ids); the last guard: nothing the filter and
+        the catalogue facts do not allow ever leaves. ``facts.allowed`` (in every mask) is
+        ``base_allowed`` of the current catalogue's rows: ``_rank`` brings the facts up to the
+        catalogue's version first, and nothing awaits in between."""
+        products = self.catalog.products
+        categories = self.catalog.categories
+        keys = facts.keys
         out: list[Item] = []
-        taken: set[int] = set()
+        ids: list[int] = []
         for r in ranked:
-            try:
-                pid = int(r.item)
-            except (TypeError, ValueError):
+            found = keys.get(r.item)
+            if found is None:
                 continue
-            i = facts.positions.get(pid)
-            if i is None or not mask[i] or pid in exclude or pid in context or pid in taken:
+            i, pid = found
+            if not mask[i] or pid in exclude or pid in ids:
                 continue
-            row = self.catalog.products.get(pid)
-            if row is None or not base_allowed(row):
+            if pid == ask.product or (ask.cart and pid in ask.cart):
+                continue
+            row = products.get(pid)
+            if row is None:
                 continue
             source = None
             if r.source is not None:
-                try:
-                    source = self.catalog.products.get(int(r.source))
-                except (TypeError, ValueError):
-                    source = None
+                from_key = keys.get(r.source)
+                if from_key is not None:
+                    source = products.get(from_key[1])
             category = None
             if r.category is not None and r.category >= 0:
-                category = self.catalog.categories.get(int(r.category))
-            elif r.reason == "popular" and row.category_id is not None:
-                category = self.catalog.categories.get(int(row.category_id))
-            taken.add(pid)
-            out.append(Item(row, float(r.score), r.reason, source, category))
+                category = categories.get(int(r.category))
+            elif r.reason == "popular":
+                cid = row.category_id
+                if cid is not None:
+                    category = categories.get(int(cid))
+            out.append(_item(row, float(r.score), r.reason, source, category))
+            ids.append(pid)
             if len(out) >= k:
                 break
-        return out
+        return out, ids
 
     def _fallback_items(
-        self, ask: Ask, exclude: set[int], recent: list[tuple[int, str, float]]
+        self, ask: Ask, exclude: AbstractSet[int], recent: list[tuple[int, str, float]]
     ) -> list[Item]:
         catalog = self.catalog
         context = {ask.product, *ask.cart, *(p for p, _, _ in recent)}
@@ -1183,7 +1388,9 @@ class RecommendationServer:
         out.extend(later[: max(0, ask.first - len(out))])
         return out
 
-    async def _record(self, ask: Ask, shopper: Shopper, answer: Answer, now: datetime) -> None:
+    async def _record(
+        self, ask: Ask, shopper: Shopper, answer: Answer, product_ids: list[int], now: datetime
+    ) -> None:
         row = {
             "id": answer.recommendation_id,
             "served_at": now,
@@ -1195,12 +1402,87 @@ class RecommendationServer:
             "experiment_id": answer.experiment_id,
             "personal": answer.personal,
             "fallback": answer.fallback,
-            "product_ids": [int(i.product.id or 0) for i in answer.items],
+            "product_ids": product_ids,
         }
         if self.impressions.interval > 0:
             self.impressions.add(row)
         else:
             await write_impressions(self.db, [row])
+
+
+_NOTHING: frozenset[int] = frozenset()
+
+
+def _session(
+    client: Sequence[int], stored: Sequence[tuple[int, str, float]]
+) -> list[tuple[int, str, float]]:
+    """The session signals of an answer: the client's recent products (views, newest first),
+    then the stored events not among them, each product once, at most :data:`SESSION_EVENTS`."""
+    out: list[tuple[int, str, float]] = []
+    seen: set[int] = set()
+    for pid in client:
+        if pid not in seen:
+            seen.add(pid)
+            out.append((pid, "view", 0.0))
+    for event in stored:
+        if event[0] not in seen:
+            seen.add(event[0])
+            out.append(event)
+    return out[:SESSION_EVENTS]
+
+
+def _request(
+    ask: Ask,
+    user: str | None,
+    personal: bool,
+    recent: list[tuple[int, str, float]],
+    exclude: AbstractSet[int],
+) -> RankRequest:
+    """``RankRequest(...)`` (with its ``Recent`` events) as the bundle keys items, built without
+    the frozen dataclasses' ``__init__`` (an ``object.__setattr__`` a field; the same objects, as
+    ``recommend.serving._ranked`` builds ``Ranked``): one request and a few events an answer."""
+    from recommend.serving import RankRequest, Recent
+
+    new = object.__new__
+    events = []
+    for pid, kind, age in recent:
+        event = new(Recent)
+        event.__dict__.update(item=str(pid), kind=kind, age_seconds=age)
+        events.append(event)
+    request = new(RankRequest)
+    request.__dict__.update(
+        scenario=ask.scenario or "HOME",
+        user=user,
+        personal=personal,
+        product=None if ask.product is None else str(ask.product),
+        cart=tuple([str(p) for p in ask.cart]) if ask.cart else (),
+        recent=tuple(events),
+        exclude=frozenset([str(p) for p in exclude]) if exclude else frozenset(),
+        k=ask.first,
+    )
+    return request  # type: ignore[no-any-return]
+
+
+def _item(
+    product: Product,
+    score: float,
+    reason: str,
+    source: Product | None,
+    category: CategoryNode | None,
+) -> Item:
+    """``Item(...)`` without the frozen dataclass's ``__init__``: ten an answer."""
+    item: Item = object.__new__(Item)
+    item.__dict__.update(
+        product=product, score=score, reason=reason, source=source, category=category
+    )
+    return item
+
+
+def recommendation_id() -> str:
+    """A new ``recommendationId``: a random (version 4) UUID's 32 hex digits, from the operating
+    system's random source as ``uuid.uuid4().hex`` is, in half its time."""
+    h = os.urandom(16).hex()
+    return f"{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}"
 
 
 def _text(row: Product, catalog: Catalog) -> str:

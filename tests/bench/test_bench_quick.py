@@ -73,6 +73,14 @@ def test_graphql_fastpath_quick(postgres_url: str | None) -> None:
     assert re.search(r"^fast +\d+\.\d+", out, re.M), out
 
 
+def test_recommend_answer_quick(postgres_url: str | None) -> None:
+    need("postgres", postgres_url)
+    out = quick("recommend_answer.py")
+    assert re.search(r"^ratio answer / baseline: \d+\.\d+", out, re.M), out
+    for part in ("answer\\(\\)", "  of it Bundle.rank", "  the shopper read \\(alone\\)"):
+        assert re.search(rf"^{part} +\d+\.\d+ ms", out, re.M), out
+
+
 def test_help() -> None:
     for script in (
         "graphql_users.py",
@@ -80,6 +88,7 @@ def test_help() -> None:
         "inprocess.py",
         "execution.py",
         "graphql_fastpath.py",
+        "recommend_answer.py",
     ):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "bench" / script), "--help"],

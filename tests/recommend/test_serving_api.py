@@ -692,12 +692,13 @@ async def test_the_shopper_read_is_the_same_by_every_path(
     api: Api, world: dict[str, Any], settings: Settings
 ) -> None:
     """The shopper statement through SQLAlchemy (a session) and, on PostgreSQL, straight to the
-    driver (a connection) read the same: existence, consent, session events, purchases."""
+    driver (a connection) and on the request path's own connections read the same: existence,
+    consent, session events, purchases."""
     from datetime import UTC, datetime
 
     from sqlalchemy.util import greenlet_spawn
 
-    from domain.recommend.serving import Driver, load_shopper
+    from domain.recommend.serving import Ask, Driver, Filter, RecommendationServer, load_shopper
 
     customers = world["customers"]
     await refuse_personalization(api.db, customers["c3"])
@@ -722,6 +723,7 @@ async def test_the_shopper_read_is_the_same_by_every_path(
                 )
             )
     engine = api.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    server = RecommendationServer(api.db, settings)  # the request path (PostgreSQL: own reads)
     for who in (
         {"customer_id": customers["c0"], "anonymous_id": None},
         {"customer_id": customers["c3"], "anonymous_id": None},
@@ -751,6 +753,14 @@ async def test_the_shopper_read_is_the_same_by_every_path(
                 finally:
                     await greenlet_spawn(raw.close)
                 assert by_driver == by_session, (who, purchased)
+            ask = Ask(
+                surface="recommendations",
+                customer_id=who["customer_id"],
+                anonymous_id=who["anonymous_id"],
+                filter=Filter(exclude_purchased=purchased),
+            )
+            assert await server._read_shopper(ask, now) == by_session, (who, purchased)
+    await server.stop()
     assert by_session.exists is False
     async with engine.connect() as conn:
         c0 = await load_shopper(
@@ -814,10 +824,11 @@ async def test_a_client_that_disconnects_mid_request_is_a_quiet_event(
 async def test_concurrent_and_cancelled_requests_give_every_connection_back(
     api: Api, world: dict[str, Any], settings: Settings
 ) -> None:
-    """The request path holds a pooled connection only for the shopper statement: 30 requests
-    at once on a pool of 2 (+1) all answer, a request cancelled at any point leaves no
-    connection checked out (one cancelled mid-statement is closed, not reused), and the
-    following requests read the same shopper as before."""
+    """The request path holds a connection only for the shopper statement: 30 requests at once
+    on 2 connections (PostgreSQL: the shopper reads' own; SQLite: a pool of 2 + 1) all answer, a
+    request cancelled at any point leaves no connection taken (one cancelled mid-statement is
+    closed, not reused), the connections left work, the following requests read the same shopper
+    as before, and ``stop`` closes the shopper reads' connections."""
     import asyncio
 
     from domain.recommend.serving import Ask, RecommendationServer
@@ -834,6 +845,15 @@ async def test_concurrent_and_cancelled_requests_give_every_connection_back(
             }
         ),
     )
+    pg = db.engine.dialect.name == "postgresql"
+
+    def taken() -> int:
+        if pg:
+            reads = server.shopper_reads()
+            assert reads.open <= 2
+            return reads.open - reads.idle
+        return db.engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
+
     c0 = world["customers"]["c0"]
     ask = Ask(surface="recommendations", customer_id=c0, recent=(3,))
     try:
@@ -841,7 +861,7 @@ async def test_concurrent_and_cancelled_requests_give_every_connection_back(
         assert first.personal and first.items
         answers = await asyncio.gather(*(server.answer(ask) for _ in range(30)))
         assert all(a.personal and len(a.items) == len(first.items) for a in answers)
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert taken() == 0
         for delay in range(12):  # cancelled before, during and after the statement
             task = asyncio.ensure_future(server.answer(ask))
             for _ in range(delay):
@@ -850,14 +870,24 @@ async def test_concurrent_and_cancelled_requests_give_every_connection_back(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for _ in range(500):  # a read still finishing (SQLite: shielded) gives its one back
-            if db.engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+            if taken() == 0:
                 break
             await asyncio.sleep(0.01)
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert taken() == 0
         again = await server.answer(ask)
         assert again.personal and [i.product.id for i in again.items] == [
             i.product.id for i in first.items
         ]
+        assert [(i.reason, i.score) for i in again.items] == [
+            (i.reason, i.score) for i in first.items
+        ]
+        if pg:  # every connection kept is clean: a statement runs on each at once
+            kept = list(server.shopper_reads()._idle)
+            assert kept and all(not c.is_closed() for c in kept)
+            assert [await c.fetchval("SELECT 1") for c in kept] == [1] * len(kept)
     finally:
         await server.stop()
         await db.dispose()
+    if pg:
+        assert server._shopper_reads is None  # closed by stop, every connection with it
+        assert all(c.is_closed() for c in kept)
