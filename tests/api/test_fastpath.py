@@ -465,3 +465,51 @@ async def test_prod(
         await differ.same(variables(RECOMMEND, first=99), shopper, path="fast", ranked=0)
         monkeypatch.setattr(serving, "reason_text", lambda item: None)
         await differ.same(variables(RECOMMEND, me=True), shopper, path="handed_over", ranked=1)
+
+
+async def test_body_limits_and_disconnects(api: Api, settings: Settings) -> None:
+    """The body is read by the fast path: the size limit and a client gone mid-body behave as
+    before (413; nothing answered, nothing raised)."""
+    from tests.conftest import serve
+
+    async def chunks() -> Any:
+        for _ in range(5):
+            yield b" " * 1000
+
+    async with serve(settings, max_body_bytes=2000) as c:
+        response = await c.post(
+            "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413, response.text
+        assert error_codes(response.json()) == ["PAYLOAD_TOO_LARGE"]
+
+    sent: list[Any] = []
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"query"', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    await api.app(scope, receive, send)
+    assert sent == []
