@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from sqlalchemy import (
     BigInteger,
     String,
@@ -825,9 +826,47 @@ class ImpressionBuffer(WriteBehind):
             return len(taken)
 
 
+IMPRESSION_COLUMNS = (
+    "id",
+    "served_at",
+    "customer_id",
+    "anonymous_id",
+    "surface",
+    "scenario",
+    "model_version_id",
+    "experiment_id",
+    "personal",
+    "fallback",
+    "product_ids",
+)
+
+
 async def write_impressions(db: Database, rows: list[dict[str, Any]]) -> None:
-    async with db.unit_of_work() as session:
-        await session.execute(insert(table(RecommendationImpression)), rows)
+    """Insert impression rows in one statement. On PostgreSQL with ``COPY`` straight to asyncpg
+    (binary, one round trip): SQLAlchemy's ``executemany`` cost some 20 us of the process's CPU
+    per row, as much as a tenth of an answer's own work; a foreign key violation (a customer
+    erased meanwhile) is raised as SQLAlchemy's ``IntegrityError``, as the insert raised it."""
+    if db.engine.dialect.name != "postgresql":
+        async with db.unit_of_work() as session:
+            await session.execute(insert(table(RecommendationImpression)), rows)
+        return
+    import asyncpg
+
+    records = [
+        (*(r[c] for c in IMPRESSION_COLUMNS[:-1]), orjson.dumps(r["product_ids"]).decode())
+        for r in rows
+    ]
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        try:
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table(RecommendationImpression).name, records=records, columns=IMPRESSION_COLUMNS
+            )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError("COPY recommendation_impression", None, exc) from exc
+        except BaseException:
+            await conn.invalidate()  # cancelled or failed mid-COPY: not handed on
+            raise
 
 
 async def _known_customers(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
