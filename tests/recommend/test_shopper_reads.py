@@ -256,3 +256,40 @@ def test_recommendation_ids_are_random_version_4_uuids() -> None:
         assert re.fullmatch(r"[0-9a-f]{32}", rid)
         parsed = uuid.UUID(hex=rid)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.parametrize(
+    ("url", "ssl"),
+    [
+        ("postgresql+asyncpg://shop:pw@127.0.0.1:6543/precis", False),
+        ("postgresql+asyncpg://shop:pw@127.0.0.1:6543/precis?ssl=require", "require"),
+        ("postgresql+asyncpg://shop:pw@db.internal:6543/precis", None),
+    ],
+)
+async def test_the_reads_connect_like_the_engine(url: str, ssl: object) -> None:
+    """The shopper reads' connections get what the engine's get: the URL's address, user,
+    database and options, the statement timeout, and no TLS to this machine unless asked."""
+    from domain.db import asyncpg_connect_args, make_engine
+    from domain.settings import Settings
+
+    settings = Settings(
+        database_url=url + ("&" if "?" in url else "?") + "prepared_statement_cache_size=7",
+        statement_timeout_ms=1234,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    engine = make_engine(settings)
+    try:
+        kwargs = asyncpg_connect_args(engine, settings)
+    finally:
+        await engine.dispose()
+    assert {k: kwargs[k] for k in ("host", "port", "user", "password", "database")} == {
+        "host": url.split("@")[1].split(":")[0],
+        "port": 6543,
+        "user": "shop",
+        "password": "pw",
+        "database": "precis",
+    }
+    assert kwargs["server_settings"] == {"statement_timeout": "1234", "application_name": "precis"}
+    assert kwargs.get("ssl") == ssl
+    assert kwargs["statement_cache_size"] == 7
+    assert "prepared_statement_cache_size" not in kwargs
