@@ -38,10 +38,12 @@ keys, timed alternately in the same loop (``rank ratio`` = rank p50 / baseline p
 
 ``--rank-before REV`` (e.g. a commit before a change to ``Bundle.rank``) also loads
 recommend/serving.py as it was at git revision REV as a second module, loads the same blob with
-it, and times both ``rank`` codes alternately in the same loop on the same requests, four kinds
-of ``--requests`` each: HOME as above, cold start (no shopper, the same 3 recent items), PRODUCT
+it, and times both ``rank`` codes alternately in the same loop on the same requests, five kinds
+of ``--requests`` each: storefront (what bench/recommend_serving.py sends: HOME, a known shopper,
+two products just viewed and three stored events, one of four filters in turn; see
+``storefront_requests``), HOME as above, cold start (no shopper, the same 3 recent items), PRODUCT
 (a product drawn by popularity, the shopper, the recent items) and CART (two products); per kind
-p50 / p99 of each and ``speedup`` = before p50 / now p50, and how many answers differ (items,
+p50 / p90 / p99 of each and ``speedup`` = before p50 / now p50, and how many answers differ (items,
 order, reasons, sources, categories, or scores beyond float32 precision: must be 0).
 
     .venv/bin/python bench/recommend_scale.py [--quick] [--users N] [--items N]
@@ -506,20 +508,24 @@ def compare_rank(blob: bytes, before: Any, requests: int, seed: int) -> dict[str
     pop = np.asarray(a.popular, np.float64)
     p = pop / pop.sum() if pop.sum() > 0 else None
     keys = a.items.tolist()
+    store = storefront_requests(a, category, requests, seed)
     out: dict[str, Any] = {}
-    for kind in ("HOME", "cold", "PRODUCT", "CART"):
+    for kind in ("storefront", "HOME", "cold", "PRODUCT", "CART"):
         t_now: list[float] = []
         t_before: list[float] = []
         differ = 0
         for r in range(requests):
-            user = str(a.users[int(rng.integers(0, len(a.users)))])
-            allowed = in_stock & (category % 10 != int(rng.integers(0, 10)))
-            picks = rng.choice(n, size=3, replace=False, p=p).tolist()
-            events = list(
-                zip(picks, ("view", "add_to_cart", "view"), (20.0, 240.0, 900.0), strict=True)
-            )
             ask: dict[str, Any] = {"k": 10}
-            if kind != "cold":
+            if kind == "storefront":
+                ask["user"], allowed, events = store[r]
+            else:
+                user = str(a.users[int(rng.integers(0, len(a.users)))])
+                allowed = in_stock & (category % 10 != int(rng.integers(0, 10)))
+                picks = rng.choice(n, size=3, replace=False, p=p).tolist()
+                events = list(
+                    zip(picks, ("view", "add_to_cart", "view"), (20.0, 240.0, 900.0), strict=True)
+                )
+            if kind not in ("cold", "storefront"):
                 ask["user"] = user
             if kind == "PRODUCT":
                 ask.update(scenario="PRODUCT", product=keys[int(rng.choice(n, p=p))])
@@ -549,8 +555,10 @@ def compare_rank(blob: bytes, before: Any, requests: int, seed: int) -> dict[str
         out[kind] = {
             "requests": requests,
             "now_p50_us": round(now_p50, 1),
+            "now_p90_us": round(_pct(t_now, 90), 1),
             "now_p99_us": round(_pct(t_now, 99), 1),
             "before_p50_us": round(before_p50, 1),
+            "before_p90_us": round(_pct(t_before, 90), 1),
             "before_p99_us": round(_pct(t_before, 99), 1),
             "speedup": round(before_p50 / now_p50, 2) if now_p50 > 0 else None,
             "answers_differ": differ,
@@ -558,15 +566,53 @@ def compare_rank(blob: bytes, before: Any, requests: int, seed: int) -> dict[str
     return out
 
 
+def storefront_requests(
+    bundle: Any, category: np.ndarray, requests: int, seed: int
+) -> list[tuple[str, np.ndarray, list[tuple[int, str, float]]]]:
+    """What bench/recommend_serving.py's storefront asks for, as ``rank`` sees it: a known
+    shopper, five recent products (two the client just viewed, anywhere in the catalogue; three
+    stored events of the last minutes from the first half: a view, a view, an add to cart) and
+    one of four filters in turn: a category subtree (10 or 5 of the 50 groups), a price range
+    (150 of 5-305 EUR), in stock only, a category subtree and in stock only; 4 % of products
+    inactive or archived. (user, allowed, events) per request, from their own seeded stream."""
+    rng = np.random.default_rng(seed + 3)
+    n = len(bundle.items)
+    active = rng.random(n) >= 0.04
+    in_stock = rng.random(n) >= 0.08
+    price = rng.uniform(5.0, 305.0, size=n)
+    out = []
+    for r in range(requests):
+        user = str(bundle.users[int(rng.integers(0, len(bundle.users)))])
+        allowed = active.copy()
+        if r % 4 in (0, 3):
+            size = 10 if rng.random() < 0.5 else 5
+            low = size * int(rng.integers(0, 50 // size))
+            allowed &= (category >= low) & (category < low + size)
+        if r % 4 == 1:
+            cheapest = float(rng.choice([0.0, 20.0, 50.0]))
+            allowed &= (price >= cheapest) & (price <= cheapest + 150.0)
+        if r % 4 in (2, 3):
+            allowed &= in_stock
+        client = rng.integers(0, n, size=2).tolist()
+        stored = rng.integers(0, max(n // 2, 1), size=3).tolist()
+        events = [(j, "view", 0.0) for j in client]
+        events += list(
+            zip(stored, ("view", "view", "add_to_cart"), (65.0, 125.0, 185.0), strict=True)
+        )
+        out.append((user, allowed, events))
+    return out
+
+
 def compare_table(r: dict[str, Any]) -> str:
     lines = [
-        "| request | before p50 us | before p99 us | now p50 us | now p99 us | speedup | differ |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| request | before p50 / p90 / p99 us | now p50 / p90 / p99 us | speedup (p50) | differ |",
+        "|---|---:|---:|---:|---:|",
     ]
     for kind, x in r.items():
         lines.append(
-            f"| {kind} | {x['before_p50_us']} | {x['before_p99_us']} | {x['now_p50_us']} | "
-            f"{x['now_p99_us']} | {x['speedup']} | {x['answers_differ']} |"
+            f"| {kind} | {x['before_p50_us']} / {x['before_p90_us']} / {x['before_p99_us']} | "
+            f"{x['now_p50_us']} / {x['now_p90_us']} / {x['now_p99_us']} | {x['speedup']} | "
+            f"{x['answers_differ']} |"
         )
     return "\n".join(lines)
 

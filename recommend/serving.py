@@ -55,8 +55,10 @@ import json
 import math
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,6 +88,7 @@ KIND_WEIGHTS = {"view": 1.0, "favorite": 1.5, "add_to_cart": 2.0, "purchase": 2.
 RECENT_DECAY = 0.7
 RECENT_HALF_LIFE = 1800.0
 MAX_RECENT = 20
+_DECAY = [RECENT_DECAY**pos for pos in range(MAX_RECENT)]
 # Request-time blends. Every part is first divided by its maximum over the candidates (so in
 # [0, 1], as the hybrid normalises its parts), then weighted; an item's reason is the part that
 # contributed most to its score.
@@ -154,8 +157,8 @@ class Ranked:
     category: int = -1  # the View category code, for "popular in Y"
 
 
-# One part of a request-time blend: (items, scores, source rows: the item each entry comes from,
-# None where explained otherwise), entries in the order they were read.
+# One part of a request-time blend: a block of rows (items, padded with -1 or n; scores, padded
+# with 0) and the item each row comes from (None where explained otherwise), rows in read order.
 _Part = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
@@ -195,6 +198,11 @@ ARRAYS: dict[str, Any] = {
     "idf": np.float32,
     "item_category": np.str_,
 }
+# Arrays a bundle may lack (built before they existed): name -> dtype. An absent one loads empty
+# and requests compute what it holds; a present one is checked as strictly as the others.
+OPTIONAL: dict[str, Any] = {
+    "user_top_source": np.int32,
+}
 
 
 @dataclass
@@ -227,6 +235,9 @@ class Bundle:
     vocabulary: np.ndarray = field(default_factory=lambda: _empty(np.str_))  # term of column j
     idf: np.ndarray = field(default_factory=lambda: _empty(np.float32))
     item_category: np.ndarray = field(default_factory=lambda: _empty(np.str_))  # "" unknown
+    # For each listed item of ``user_top_ids``: the shopper's training item most similar to it
+    # (what "because you viewed X" names), -1 none; empty in a bundle built before it existed.
+    user_top_source: np.ndarray = field(default_factory=_empty_lists)  # int32 users x top_n
     meta: dict[str, Any] = field(default_factory=dict)  # top_n, ngram_max, weights, format
 
     def __post_init__(self) -> None:
@@ -244,6 +255,10 @@ class Bundle:
         else:
             self._heat = np.zeros(n, np.float32)
         self._terms = {str(t): j for j, t in enumerate(self.vocabulary.tolist())}
+        # The session similarity as fixed-width rows (see _padded), so a request reads its few
+        # rows with one index; about the matrix's size again in memory.
+        self._sim_pad = _padded(self.sim_indptr, self.sim_indices, self.sim_data, n)
+        self._widen = self._heat * WIDEN_WEIGHT  # the trending row of items no part scores
         ngram = int(self.meta.get("ngram_max", 1))
         from sklearn.feature_extraction.text import CountVectorizer
 
@@ -363,6 +378,15 @@ class Bundle:
             vectors = sp.csr_matrix((n_items, 0), dtype=np.float32)
         train = sp.csr_matrix(t.matrix)
         train.sort_indices()
+        started_sources = time.perf_counter()
+        sources = _top_sources(
+            u_items,
+            train.indptr,
+            train.indices,
+            _padded(session.indptr, session.indices, session.data, n_items),
+            n_items,
+        )
+        sources_s = time.perf_counter() - started_sources
         cats = t.item_category or [""] * n_items
         tell(step, steps, steps)
         return Bundle(
@@ -391,6 +415,7 @@ class Bundle:
             vocabulary=vocabulary,
             idf=idf,
             item_category=np.asarray([str(c or "") for c in cats], dtype=np.str_),
+            user_top_source=sources,
             meta={
                 "format": FORMAT,
                 "top_n": width,
@@ -399,7 +424,8 @@ class Bundle:
                 "product_weights": weights,
                 "build_seconds": {
                     "shoppers": round(shoppers_s, 3),
-                    "products": round(time.perf_counter() - started - shoppers_s, 3),
+                    "products": round(time.perf_counter() - started - shoppers_s - sources_s, 3),
+                    "sources": round(sources_s, 3),
                 },
             },
         )
@@ -409,7 +435,8 @@ class Bundle:
         """``MAGIC``, the body's sha256 (hex) and a newline, then an ``.npz`` (uncompressed by
         default: see docs/benchmarks.md for the load time of both; :meth:`loads` reads either)."""
         buf = io.BytesIO()
-        arrays = {name: np.asarray(getattr(self, name), dtype=dt) for name, dt in ARRAYS.items()}
+        stored = {**ARRAYS, **OPTIONAL}
+        arrays = {name: np.asarray(getattr(self, name), dtype=dt) for name, dt in stored.items()}
         arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
         if compress:
             np.savez_compressed(buf, allow_pickle=False, **arrays)
@@ -439,6 +466,7 @@ class Bundle:
         try:
             with np.load(io.BytesIO(body), allow_pickle=False) as z:
                 arrays = {name: z[name] for name in (*ARRAYS, "meta")}
+                arrays.update({name: z[name] for name in OPTIONAL if name in z.files})
             meta = json.loads(arrays.pop("meta").tobytes().decode())
         except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, UnicodeError) as exc:
             raise ArtifactError(f"serving bundle is unreadable: {exc}") from exc
@@ -494,11 +522,18 @@ class Bundle:
             raise ValueError("sparse data lengths")
         if len(self.idf) != v:
             raise ValueError("idf length")
+        src = self.user_top_source
+        if src.size or src.ndim != 2:
+            if src.shape != self.user_top_ids.shape or not np.issubdtype(src.dtype, np.integer):
+                raise ValueError("user_top_source has the wrong shape")
+            ids(src, n, "user_top_source")
+            if np.any((self.user_top_ids < 0) & (src >= 0)):
+                raise ValueError("user_top_source names a source for an empty slot")
 
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays (the key dictionaries come on top: about 100 bytes a key)."""
-        return int(sum(np.asarray(getattr(self, name)).nbytes for name in ARRAYS))
+        return int(sum(np.asarray(getattr(self, name)).nbytes for name in (*ARRAYS, *OPTIONAL)))
 
     @property
     def top_n(self) -> int:
@@ -513,14 +548,18 @@ class Bundle:
         users: trending + content of recent items + session (cold start). PRODUCT/CART: item
         neighbours of the product / cart (plus personal re-weighting when personal).
 
-        A request handles a few hundred entries (the shopper's list, a few similarity rows), where
-        a numpy call costs about a microsecond whatever its size, so the work is laid out as a
-        fixed, small number of calls over all of them and Python only over the ``k`` answered
-        items: the view's filter and every exclusion are one boolean mask (``ok``, a copy of
-        ``view.allowed``) that the candidates and the trending walk both read; all parts are
-        summed per item in one sort (:func:`_aggregate_parts`); the pool is scored as one
-        parts x pool matrix (:meth:`_finish`); sources are looked up only for the answered items
-        (:meth:`_explain`). tests/recommend/test_rank_differential.py pins the answers."""
+        A request handles a few hundred entries (the shopper's list, a few similarity rows),
+        where a numpy call costs one to a few microseconds whatever its size and a Python step
+        per entry about a tenth of that, so the work is a fixed, small number of numpy calls over
+        all of them and Python only over the ``k`` answered items: the parts are read as blocks
+        of rows (the session similarity padded to fixed width once, at load); the view's filter
+        and every exclusion are one boolean mask (``ok``, over the items plus the padding slot)
+        that the candidates and the trending walk both read; all parts are summed per item in
+        one ``bincount`` (a parts x items table: 20,000 float64 a part are cheaper to clear than
+        a few hundred entries to sort); the pool is scored as one parts x pool matrix
+        (:meth:`_finish`); sources are looked up only for the answered items, a personal item's
+        from the bundle's precomputed ``user_top_source`` (:meth:`_explain`).
+        tests/recommend/test_rank_differential.py pins the answers."""
         n = len(self.items)
         self._view_ok(view)
         k = min(int(request.k), n)
@@ -545,64 +584,61 @@ class Bundle:
         rerank_only: set[str] = set()
         history: np.ndarray | None = None  # the shopper's training items, never answered (HOME)
         cold = False
-        if len(recent_idx):
-            parts["viewed"] = self._csr_rows(
-                self.sim_indptr, self.sim_indices, self.sim_data, recent_idx, recent_w
-            )
+        if recent_idx:
+            parts["viewed"] = self._sim_rows(recent_idx, recent_w)
         if scenario == "PRODUCT":
             weights = PRODUCT_WEIGHTS
             if product is not None:
-                parts["similar"] = self._lists(self.similar_ids, self.similar_scores, [product])
+                rows = np.asarray([product], np.int64)
+                parts["similar"] = self._lists(self.similar_ids, self.similar_scores, rows)
         elif scenario == "CART":
             tuned = self.meta.get("weights", {}).get("CART") or CART_ITEM_WEIGHTS
             weights = {**{n: float(tuned.get(n, 0.0)) for n in CART_ITEM_WEIGHTS}, **CART_WEIGHTS}
             if cart:
                 rows = np.asarray(cart, np.int64)
                 parts["together"] = self._lists(self.together_ids, self.together_scores, rows)
-                parts["itemknn"] = self._csr_rows(
-                    self.sim_indptr, self.sim_indices, self.sim_data, rows, None
-                )
+                parts["itemknn"] = self._sim_rows(rows, None)
                 parts["content"] = self._lists(self.content_ids, self.content_scores, rows)
         elif user is not None:
             weights = HOME_WEIGHTS
             parts["personal"] = self._personal(user)
-            history = self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]
+            lo, hi = self.train_indptr[user : user + 2].tolist()
+            history = self.train_indices[lo:hi]
         else:
             weights = COLD_WEIGHTS
             cold = True
-            if len(recent_idx):
+            if recent_idx:
                 parts["content"] = self._lists(
                     self.content_ids, self.content_scores, recent_idx, recent_w
                 )
         if scenario in ("PRODUCT", "CART") and user is not None:
             parts["personal"] = self._personal(user)
-            rerank_only.add("personal")
+            rerank_only.add("personal")  # always the last part, so the finding parts lead
 
-        # ok[i]: item i may be answered (the view allows it, nothing excludes it, not yet taken).
-        ok = np.array(view.allowed, dtype=bool)
+        # ok[i]: item i may be answered (the view allows it, nothing excludes it, not yet taken);
+        # ok[n] (and ok[-1]), the padding of the parts' rows, never.
+        ok = np.zeros(n + 1, dtype=bool)
+        ok[:n] = view.allowed
+        blocked += recent_idx
         if blocked:
-            ok[np.asarray(blocked, np.int64)] = False
-        if len(recent_idx):
-            ok[recent_idx] = False
-        if history is not None and len(history):
+            ok[blocked] = False
+        if history is not None:
             ok[history] = False
         names = [p for p in parts if weights.get(p, 0.0) > 0]
-        part, item, score = _aggregate_parts([parts[p] for p in names], n)
-        finds = [p not in rerank_only for p in names]
-        if all(finds):
-            cand = item if len(names) <= 1 else _uniq(item)  # one part: already sorted, distinct
-        else:
-            cand = _uniq(item[np.asarray(finds)[part]])
-        cand = cand[ok[cand]]
+        sums, top, found = _sum_parts([parts[p] for p in names], n, len(rerank_only & set(names)))
+        w = _f32s(weights[x] for x in names)
+        cand = _uniq(found[ok[found]])
         # Trending: a part of its own when cold (the first k allowed items of the trending order
         # are in the pool, so no item outside it can beat them), else only to widen the pool.
         if cold:
             walked, pos = self._walk(ok, k, 0)
-        else:
+        elif len(cand) < k:
             ok[cand] = False
             walked, pos = self._walk(ok, k - len(cand), 0)
+        else:
+            walked, pos = _empty(np.int64), 0
         pool = _union(cand, walked) if len(walked) else cand
-        scored = (part, item, score, names, weights)
+        scored = (sums, top, w, names, weights)
         answer = self._finish(pool, scored, cold, k, view)
         if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
             ok[pool] = False
@@ -635,7 +671,11 @@ class Bundle:
         k = min(int(k), len(self.items))
         if not idx or k <= 0:
             return []
-        it, sc, src = self._lists(self.together_ids, self.together_scores, idx)
+        rows = np.asarray(idx, np.int64)
+        block, scores, _ = self._lists(self.together_ids, self.together_scores, rows)
+        keep = block.ravel() >= 0
+        it, sc = block.ravel()[keep].astype(np.int64), scores.ravel()[keep]
+        src = np.repeat(rows, block.shape[1])[keep]
         cand, total = _aggregate(it, sc)
         best = _best_source(it, sc, src, cand)
         return self._pick(
@@ -696,46 +736,35 @@ class Bundle:
             if getattr(a, "shape", None) != (n,) and np.shape(a) != (n,):
                 raise ValueError(f"View.{name} must have one entry per bundle item ({n})")
 
-    def _recent(self, recent: Sequence[Recent]) -> tuple[np.ndarray, np.ndarray]:
-        """Known recent items (newest first, each once: its newest event) and their weights."""
+    def _recent(self, recent: Sequence[Recent]) -> tuple[list[int], np.ndarray]:
+        """Known recent items (newest first, each once: its newest event) and their weights
+        (float32)."""
         idx: list[int] = []
         w: list[float] = []
-        seen: set[int] = set()
-        for pos, r in enumerate(list(recent)[:MAX_RECENT]):
-            j = self.item_index.get(r.item)
-            age = float(r.age_seconds) if math.isfinite(float(r.age_seconds)) else 0.0
-            weight = (
-                KIND_WEIGHTS.get(r.kind, 1.0)
-                * RECENT_DECAY**pos
-                * 0.5 ** (max(age, 0.0) / RECENT_HALF_LIFE)
-            )
-            if j is None or j in seen:
+        index = self.item_index
+        for pos, r in enumerate(recent[:MAX_RECENT]):
+            j = index.get(r.item)
+            if j is None or j in idx:
                 continue
-            seen.add(j)
+            age = float(r.age_seconds)
+            weight = KIND_WEIGHTS.get(r.kind, 1.0) * _DECAY[pos]
+            if age > 0.0 and math.isfinite(age):
+                weight *= 0.5 ** (age / RECENT_HALF_LIFE)
             idx.append(j)
             w.append(weight)
-        return np.asarray(idx, np.int64), np.asarray(w, np.float32)
+        return idx, np.asarray(w, np.float32)
 
-    @staticmethod
-    def _csr_rows(
-        indptr: np.ndarray,
-        indices: np.ndarray,
-        data: np.ndarray,
-        rows: Sequence[int] | np.ndarray,
-        weights: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The stored entries of ``rows`` of a CSR matrix: (column, weight * value, row);
-        ``weights`` (float32) None: the values as stored."""
-        r = np.asarray(rows, np.int64)
-        lo, hi = indptr[r].tolist(), indptr[r + 1].tolist()
-        lens = [b - a for a, b in zip(lo, hi, strict=True)]
-        if not any(lens):
-            return _empty(np.int64), _empty(np.float32), _empty(np.int64)
-        cols = np.concatenate([indices[a:b] for a, b in zip(lo, hi, strict=True)])
-        vals = np.concatenate([data[a:b] for a, b in zip(lo, hi, strict=True)])
+    def _sim_rows(self, rows: Sequence[int] | np.ndarray, weights: np.ndarray | None) -> _Part:
+        """The session similarity rows of ``rows`` as a rows x width block (padded with item n
+        and 0), each row times its weight (float32); ``weights`` None: the values as stored."""
+        r = np.asarray(rows, np.intp)
+        if self._sim_pad is not None:
+            ids, vals = self._sim_pad[0][r], self._sim_pad[1][r]
+        else:
+            ids, vals = _pad_rows(self.sim_indptr, self.sim_indices, self.sim_data, r)
         if weights is not None:
-            vals = vals * np.repeat(weights, lens)
-        return cols.astype(np.int64), vals, np.repeat(r, lens)
+            vals *= weights[:, None]
+        return ids, vals, r
 
     @staticmethod
     def _lists(
@@ -743,20 +772,16 @@ class Bundle:
         scores: np.ndarray,
         rows: Sequence[int] | np.ndarray,
         weights: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Entries of fixed-width neighbour lists of ``rows``: (item, weight * score, row)."""
-        r = np.asarray(rows, np.int64)
-        it = ids[r]
-        sc = scores[r] * (weights[:, None] if weights is not None else np.float32(1.0))
-        src = np.broadcast_to(r[:, None], it.shape)
-        ok = it >= 0
-        return it[ok].astype(np.int64), sc[ok].astype(np.float32), src[ok]
+    ) -> _Part:
+        """Fixed-width neighbour lists of ``rows`` as a block (empty slots: item -1, score 0),
+        each row times its weight (float32) when ``weights`` are given."""
+        r = np.asarray(rows, np.intp)
+        sc = scores[r]
+        return ids[r], sc * weights[:, None] if weights is not None else sc, r
 
     def _personal(self, user: int) -> _Part:
-        """The shopper's precomputed list (empty slots left out); explained from the history."""
-        row = self.user_top_ids[user]
-        ok = row >= 0
-        return row[ok], self.user_top_scores[user][ok], None
+        """The shopper's precomputed list (one row); explained from the history."""
+        return self.user_top_ids[user], self.user_top_scores[user], None
 
     def _walk(self, ok: np.ndarray, need: int, start: int) -> tuple[np.ndarray, int]:
         """The next ``need`` items of the trending order from position ``start`` that ``ok`` (a
@@ -787,47 +812,62 @@ class Bundle:
     def _finish(
         self,
         pool: np.ndarray,
-        scored: tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict[str, float]],
+        scored: tuple[np.ndarray, list[float], list[float], list[str], dict[str, float]],
         cold: bool,
         k: int,
         view: View,
-    ) -> tuple[np.ndarray, bool, list[str], np.ndarray]:
+    ) -> tuple[list[int], bool, list[str], list[float]]:
         """Score the candidate pool (sorted item indices), diversify, order: (items, relaxed,
-        reasons, scores). ``scored`` is :func:`_aggregate_parts`' (part, item, score), the parts'
-        names and their weights. The score matrix has a row per part (its weighted score, 0 where
-        it has none) and a last row of trending (cold: a part; else only for items no part found,
-        at ``WIDEN_WEIGHT``); an item's score is its column's sum, its reason the largest row (the
-        first on ties); the best come first, ties by item index."""
-        part, item, score, names, weights = scored
-        m, p = len(pool), len(names)
-        mat = np.zeros((p + 1, m), np.float32)
-        if len(item) and m:
-            at = np.searchsorted(pool, item)
-            np.minimum(at, m - 1, out=at)
-            hit = (pool[at] == item).nonzero()[0]
-            w = np.asarray([weights[x] for x in names], np.float32)
-            ph = part[hit]
-            mat[ph, at[hit]] = score[hit] * w[ph]
-        heat = self._heat[pool]
-        if cold:
-            mat[p] = heat * np.float32(weights["trending"])
+        reasons, scores). ``scored`` is :func:`_sum_parts`' table and largest sums, the parts'
+        weights (float32 values), names, and the blend's weights. Each part scores its sum
+        divided by its largest, at least 0, times its weight; a last row is trending (cold: a
+        part; else only for items no part scored, at ``WIDEN_WEIGHT``); an item's score is its
+        rows' float32 sum in row order (what ``mat.sum(axis=0)`` of the rows gave), its reason
+        the largest row (the first on ties); the best come first, ties by item index. Row by
+        row, not by axis reductions (each costs several microseconds to set up), and the
+        answered items' rows read back as one list."""
+        sums, top, w, names, weights = scored
+        p = len(names)
+        rows = []
+        for j in range(p):
+            x = sums[j + 1][pool].astype(np.float32)  # the part's float32 sums
+            np.divide(x, top[j], out=x)
+            np.maximum(x, 0.0, out=x)
+            if w[j] != 1.0:
+                np.multiply(x, w[j], out=x)
+            rows.append(x)
+        if p > 1:
+            total = rows[0] + rows[1]
+            for x in rows[2:]:
+                total += x
         else:
-            widen = heat * WIDEN_WEIGHT
-            widen[(mat[:p] > 0).any(axis=0)] = 0.0
-            mat[p] = widen
-        total = mat.sum(axis=0)
+            total = rows[0].copy() if p else np.zeros(len(pool), np.float32)
+        if cold:
+            last = self._heat[pool] * np.float32(weights["trending"])
+        else:  # rows are >= 0, so a positive total is a positive row
+            last = self._widen[pool]
+            last[total > 0] = 0.0
+        total += last
         order = np.argsort(-total, kind="stable")  # pool is sorted: ties by item index
-        chosen, relaxed = _diversify(order, k, view, pool)
-        if relaxed:  # the skipped ones filled in at the end: back to score order
-            chosen = chosen[np.lexsort((pool[chosen], -total[chosen]))]
-        items = pool[chosen]
-        why = mat[:, chosen].argmax(axis=0).tolist()
-        heat_of = self.trending[items].tolist() if p in why else [0.0] * len(why)  # read for row p
-        reasons = [
-            names[w] if w < p else "popular" if h <= 0 else "trending"
-            for w, h in zip(why, heat_of, strict=True)
-        ]
-        return items, relaxed, reasons, total[chosen]
+        chosen, relaxed = _diversify_top(order, k, view, pool)
+        at = np.asarray(chosen, np.intp)
+        rows.append(last)
+        cols = [x[at].tolist() for x in rows]
+        scores = total[at].tolist()
+        items = pool[at].tolist()
+        if relaxed:  # the skipped ones filled in at the end: back to score order (ties by item)
+            by = sorted(range(len(items)), key=items.__getitem__)
+            by.sort(key=scores.__getitem__, reverse=True)
+            items, scores = [items[j] for j in by], [scores[j] for j in by]
+            cols = [[c[j] for j in by] for c in cols]
+        reasons = []
+        for i, col in zip(items, zip(*cols, strict=True), strict=True):
+            why = col.index(max(col))
+            if why < p:
+                reasons.append(names[why])
+            else:
+                reasons.append("trending" if self.trending[i] > 0 else "popular")
+        return items, relaxed, reasons, scores
 
     def _history_source(self, user: int, want: list[int]) -> dict[int, int]:
         """For each item of ``want``: the shopper's training item most similar to it (ties: the
@@ -837,7 +877,7 @@ class Bundle:
         calls whatever the number of items."""
         hist = self.train_indices[self.train_indptr[user] : self.train_indptr[user + 1]]
         n, nnz = len(self.items), len(self.sim_indices)
-        if not len(hist) or not nnz:
+        if not len(hist) or not nnz or not want:
             return {}
         rows = np.asarray(want, np.int64)
         start = self.sim_indptr[rows]
@@ -863,11 +903,30 @@ class Bundle:
             i: b for i, b, t in zip(want, best.tolist(), top.tolist(), strict=True) if t > -math.inf
         }
 
+    def _personal_source(self, user: int, want: list[int]) -> dict[int, int]:
+        """:meth:`_history_source` of the shopper's listed items read from ``user_top_source``
+        (precomputed by :meth:`build`); computed for the others, and for all with a bundle built
+        before that array existed."""
+        if not self.user_top_source.size:
+            return self._history_source(user, want)
+        listed = self.user_top_ids[user].tolist()
+        sources = self.user_top_source[user].tolist()
+        out: dict[int, int] = {}
+        rest: list[int] = []
+        for i in want:
+            if i not in listed:
+                rest.append(i)
+            elif (s := sources[listed.index(i)]) >= 0:
+                out[i] = s
+        if rest:
+            out.update(self._history_source(user, rest))
+        return out
+
     def _explain(
         self,
-        chosen: np.ndarray,
+        chosen: list[int],
         reasons: list[str],
-        scores: np.ndarray,
+        scores: list[float],
         parts: dict[str, _Part],
         user: int | None,
         view: View,
@@ -876,21 +935,19 @@ class Bundle:
         answered items only: for a part with source rows (a recent item, the product, a cart
         item) the row whose entry for the item is largest (ties: the lower item index); for
         "personal" the shopper's training item most similar to it."""
-        ids = chosen.tolist()
         source: dict[int, int] = {}
         for name in set(reasons):
             got = parts.get(name)
-            want = [i for i, r in zip(ids, reasons, strict=True) if r == name]
+            want = [i for i, r in zip(chosen, reasons, strict=True) if r == name]
             if name == "personal" and user is not None:
-                source.update(self._history_source(user, want))
+                source.update(self._personal_source(user, want))
             elif got is not None and got[2] is not None:
-                source.update(_best_source_of(got[0], got[1], got[2], want, len(self.items)))
+                source.update(_row_sources(*got, want))
         keys = self._keys
+        cats = np.asarray(view.category)[chosen].tolist() if chosen else []
         return [
             _ranked(keys[i], s, PART_REASONS.get(r, r), keys[source[i]] if i in source else None, c)
-            for i, r, s, c in zip(
-                ids, reasons, scores.tolist(), view.category[chosen].tolist(), strict=True
-            )
+            for i, r, s, c in zip(chosen, reasons, scores, cats, strict=True)
         ]
 
     def _pick(
@@ -1076,57 +1133,148 @@ def _aggregate(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return u.astype(np.int64), s
 
 
-def _aggregate_parts(parts: Sequence[_Part], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_aggregate` of every part at once, with one sort for all: the distinct (part, item)
-    pairs, sorted by part then item, as (part, item, score) arrays, each part's sums divided by
-    that part's maximum. The float64 sums add the same entries in the same order as
-    :func:`_aggregate` (a stable sort), so the float32 scores are the same."""
-    sizes = [len(p[0]) for p in parts]
-    if not sum(sizes):
-        return _empty(np.int64), _empty(np.int64), _empty(np.float32)
-    key = np.concatenate(
-        [np.add(p[0], j * n, dtype=np.int64) if j else p[0] for j, p in enumerate(parts)],
-        dtype=np.int64,
+def _f32s(values: Iterable[float]) -> list[float]:
+    """Python floats rounded to float32 (one C loop, no numpy call): a scalar given to numpy's
+    float32 arithmetic as this Python float is that float32 number."""
+    return array("f", values).tolist()
+
+
+def _sum_parts(
+    parts: Sequence[_Part], n: int, tail: int
+) -> tuple[np.ndarray, list[float], np.ndarray]:
+    """Every part's entries summed per item in one ``np.bincount`` over a table of ``n + 1``
+    columns a row: part ``j``'s items in row ``j + 1`` (its -1 padding falls in row ``j``'s
+    column ``n``, where the n padding of the similarity rows goes too; row 0 only gathers
+    padding, which scores 0). Returns the table (float64), each part's largest sum (float32, as
+    the sums are used; ``inf`` when none is positive, so dividing by it gives 0) and the items of
+    all but the last ``tail`` parts, the ones that find candidates (padding included).
+
+    ``bincount`` adds an item's entries in the order they were read, in float64, as the
+    sort-based sums before it did, so the float32 scores are the same; clearing 20,000 float64
+    a part costs less than sorting a few hundred entries."""
+    width = n + 1
+    p = len(parts)
+    if not p:
+        return np.zeros((1, width)), [], _empty(np.int64)
+    ids = [q[0].ravel() for q in parts]
+    sizes = [len(a) for a in ids]
+    key = np.concatenate([a + (j + 1) * width for j, a in enumerate(ids)], dtype=np.int64)
+    vals = np.concatenate([q[1].ravel() for q in parts], dtype=np.float64)
+    sums = np.bincount(key, weights=vals, minlength=(p + 1) * width)
+    at = sums[key]  # each entry's item's sum: a part's largest is the largest of its entries'
+    starts = [0, *accumulate(sizes[:-1])]
+    tops = (
+        np.maximum.reduceat(at, starts).tolist()
+        if all(sizes)
+        else [at[a : a + z].max() if z else 0.0 for a, z in zip(starts, sizes, strict=True)]
     )
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    first = np.empty(len(key), dtype=bool)
-    first[0] = True
-    np.not_equal(key[1:], key[:-1], out=first[1:])
-    starts = first.nonzero()[0]
-    vals = np.concatenate([p[1] for p in parts], dtype=np.float64)[order]
-    s = np.add.reduceat(vals, starts).astype(np.float32)
-    part, item = np.divmod(key[starts], n)
-    if len(parts) > 1:
-        top = np.zeros(len(parts), np.float32)  # a part's maximum (not positive: all 0)
-        np.maximum.at(top, part, s)
-        t = top[part]
-    else:
-        t = np.full(len(s), s.max(), np.float32)
-    out = np.zeros(len(s), np.float32)
-    np.divide(s, t, out=out, where=t > 0)
-    np.maximum(out, 0.0, out=out)
-    return part, item, out
+    top = [t if t > 0 else math.inf for t in _f32s(tops)]
+    found = np.concatenate(ids[: p - tail], dtype=np.int64) if p > tail else _empty(np.int64)
+    return sums.reshape(p + 1, width), top, found
 
 
-def _best_source_of(
-    items: np.ndarray, contrib: np.ndarray, src: np.ndarray, targets: list[int], n: int
+def _padded(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A CSR matrix's rows as fixed-width (n x longest row) blocks of columns (padding: n) and
+    values (padding: 0), so a request reads a few rows with one index each (the session
+    similarity is pruned to ``top_n`` a row, so this is about its own size again). None when the
+    rows are too uneven for that (more than four times the entries) or the pointers do not fit
+    (:meth:`Bundle._check` refuses such a bundle)."""
+    lens = np.diff(indptr)
+    if (
+        n == 0
+        or len(indptr) != n + 1
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or len(data) != len(indices)
+        or lens.min() < 0
+    ):
+        return None
+    width = int(lens.max())
+    if n * width > 4 * len(indices) + 64 * n:
+        return None
+    rows = np.repeat(np.arange(n), lens)
+    at = np.arange(len(indices)) - indptr[rows]
+    ids = np.full((n, width), n, np.int32)
+    vals = np.zeros((n, width), np.float32)
+    ids[rows, at] = indices
+    vals[rows, at] = data
+    return ids, vals
+
+
+def _pad_rows(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_padded` for a few rows, read per request (a bundle whose rows are too uneven)."""
+    n = len(indptr) - 1
+    start = indptr[rows]
+    lens = indptr[rows + 1] - start
+    width = int(lens.max()) if len(rows) else 0
+    inside = np.arange(width) < lens[:, None]
+    at = np.where(inside, start[:, None] + np.arange(width), 0)
+    if not len(indices):
+        return np.full(at.shape, n, np.int64), np.zeros(at.shape, np.float32)
+    return np.where(inside, indices[at], n), np.where(inside, data[at], np.float32(0.0))
+
+
+def _top_sources(
+    top_ids: np.ndarray,
+    train_indptr: np.ndarray,
+    train_indices: np.ndarray,
+    sim: tuple[np.ndarray, np.ndarray] | None,
+    n: int,
+    block: int = 500,
+) -> np.ndarray:
+    """For every shopper's listed item, the training item of the shopper's that is most similar
+    to it in the session similarity (ties: the lower item index; -1 none), i.e.
+    :meth:`Bundle._history_source` of every list at once, in blocks of shoppers: the listed
+    items' padded similarity rows (``sim``, from :func:`_padded`) looked up in a dense
+    shoppers x items history mask. It is what "because you viewed X" names for a personal item,
+    read per request instead of computed (about a tenth of a request's cost before)."""
+    users, width = top_ids.shape
+    out = np.full((users, width), -1, np.int32)
+    if sim is None or not sim[0].shape[1] or not users or not width:
+        return out
+    near_ids, near_vals = sim
+    for a in range(0, users, block):
+        b = min(users, a + block)
+        lo, hi = int(train_indptr[a]), int(train_indptr[b])
+        seen = np.zeros((b - a, n + 1), dtype=bool)
+        seen[
+            np.repeat(np.arange(b - a), np.diff(train_indptr[a : b + 1])), train_indices[lo:hi]
+        ] = True
+        top = top_ids[a:b]
+        near = near_ids[top]  # (users, width, row width); a -1 slot reads the last row, masked
+        sc = near_vals[top]
+        mine = seen[np.arange(b - a)[:, None, None], near]
+        mine &= (top >= 0)[:, :, None]
+        sc[~mine] = -np.inf
+        best = sc.max(axis=2)
+        near[sc != best[:, :, None]] = n
+        pick = near.min(axis=2)
+        out[a:b] = np.where(best > -np.inf, pick, -1)
+    return out
+
+
+def _row_sources(
+    ids: np.ndarray, scores: np.ndarray, rows: np.ndarray | None, want: list[int]
 ) -> dict[int, int]:
-    """:func:`_best_source` for a few targets (the answered items, indices below ``n``): the
-    entries for them found through a mask over the items, then compared in Python when they are
-    few."""
-    if not len(items) or not targets:
+    """For each item of ``want``: the row (of a part's block) whose entry for it is largest, as
+    that row's source item (ties: the lower one); items no row holds are left out. One
+    ``targets x rows x width`` comparison finds the few entries, Python compares them."""
+    if rows is None or not want or not ids.size:
         return {}
-    wanted = np.zeros(n, dtype=bool)
-    wanted[targets] = True
-    hit = wanted[items].nonzero()[0]
-    if len(hit) > 32:
-        return _best_source(items[hit], contrib[hit], np.asarray(src)[hit], np.asarray(targets))
+    hit = (ids if ids.ndim == 2 else ids[None, :]) == np.asarray(want)[:, None, None]
+    t, r, c = hit.nonzero()
+    vals = (scores if scores.ndim == 2 else scores[None, :])[r, c].tolist()
+    src = np.asarray(rows)[r].tolist()
     best: dict[int, tuple[float, int]] = {}
-    for i, c, s in zip(items[hit].tolist(), contrib[hit].tolist(), src[hit].tolist(), strict=True):
+    for j, v, s in zip(t.tolist(), vals, src, strict=True):
+        i = want[j]
         b = best.get(i)
-        if b is None or c > b[0] or (c == b[0] and s < b[1]):
-            best[i] = (c, s)
+        if b is None or v > b[0] or (v == b[0] and s < b[1]):
+            best[i] = (v, s)
     return {i: s for i, (_, s) in best.items()}
 
 
@@ -1144,14 +1292,6 @@ def _uniq(values: np.ndarray) -> np.ndarray:
 
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _uniq(np.concatenate((a, b)))
-
-
-def _at(items: np.ndarray, scores: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``scores`` of the sorted ``items`` at ``where`` (0 for items not there)."""
-    if not len(items) or not len(where):
-        return np.zeros(len(where), np.float32)
-    i = np.minimum(np.searchsorted(items, where), len(items) - 1)
-    return np.where(items[i] == where, scores[i], np.float32(0.0)).astype(np.float32)
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -1206,6 +1346,53 @@ def _merge_fill(
         if scores:
             floor = min(scores)
     return np.asarray(ids, np.int64), labels, np.asarray(scores, np.float32)
+
+
+def _diversify_top(
+    order: np.ndarray, k: int, view: View, pool: np.ndarray
+) -> tuple[list[int], bool]:
+    """:func:`_diversify` returning a list, reading the categories and brands of its first
+    ``2 k`` positions with one index each (they usually settle it), and keeping the full
+    categories and brands in sets, so a skipped item costs two set lookups."""
+    share = float(view.max_share)
+    if not math.isfinite(share) or share >= 1.0:
+        return order[:k].tolist(), False
+    cap = max(1, math.ceil(max(share, 0.0) * k))
+    window = order[: DIVERSITY_WINDOW * k]
+    per_cat: dict[int, int] = {}
+    per_brand: dict[int, int] = {}
+    full_cat: set[int] = set()  # categories / brands with ``cap`` items taken (never -1)
+    full_brand: set[int] = set()
+    taken: list[int] = []
+    skipped: list[int] = []
+    category, brand = np.asarray(view.category), np.asarray(view.brand)
+    start, step = 0, 2 * k  # the first 2k usually settle it; then the rest of the window at once
+    while len(taken) < k and start < len(window):
+        part = window[start : start + step]
+        items = pool[part]
+        for o, c, b in zip(
+            part.tolist(), category[items].tolist(), brand[items].tolist(), strict=True
+        ):
+            if c in full_cat or b in full_brand:
+                skipped.append(o)
+                continue
+            taken.append(o)
+            if len(taken) == k:
+                break
+            if c >= 0:
+                per_cat[c] = got = per_cat.get(c, 0) + 1
+                if got >= cap:
+                    full_cat.add(c)
+            if b >= 0:
+                per_brand[b] = got = per_brand.get(b, 0) + 1
+                if got >= cap:
+                    full_brand.add(b)
+        start += len(part)
+        step = len(window)
+    relaxed = len(taken) < k and bool(skipped)
+    if relaxed:
+        taken.extend(skipped[: k - len(taken)])
+    return taken, relaxed
 
 
 def _diversify(order: np.ndarray, k: int, view: View, pool: np.ndarray) -> tuple[np.ndarray, bool]:

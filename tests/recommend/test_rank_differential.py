@@ -15,6 +15,7 @@ for an intended change of the answers:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from recommend.serving import (
     Bundle,
@@ -31,7 +33,9 @@ from recommend.serving import (
     Recent,
     View,
     _best_source,
-    _best_source_of,
+    _padded,
+    _row_sources,
+    _top_sources,
 )
 from tests.bench.test_bench_quick import ROOT, quick
 
@@ -173,17 +177,44 @@ def flat(answer: list[Ranked]) -> list[list[Any]]:
     return [[r.item, r.score, r.reason, r.source, r.category] for r in answer]
 
 
-def answers() -> dict[str, list[list[list[Any]]]]:
+def with_sources(b: Bundle) -> Bundle:
+    """``b`` with ``user_top_source`` precomputed, as :meth:`Bundle.build` stores it."""
+    n = len(b.items)
+    sim = _padded(b.sim_indptr, b.sim_indices, b.sim_data, n)
+    src = _top_sources(b.user_top_ids, b.train_indptr, b.train_indices, sim, n)
+    out = dataclasses.replace(b, user_top_source=src)
+    out._check()
+    return out
+
+
+def unpadded(b: Bundle) -> Bundle:
+    """``b`` reading its session similarity rows per request (as for a bundle whose rows are too
+    uneven to pad at load)."""
+    b._sim_pad = None
+    return b
+
+
+VARIANTS = {
+    "as recorded (no precomputed sources)": lambda b: b,
+    "precomputed sources": with_sources,
+    "similarity read per request": unpadded,
+}
+
+
+def answers(variant: str = "as recorded (no precomputed sources)") -> dict[str, Any]:
     got: dict[str, list[list[list[Any]]]] = {}
     for seed in SEEDS:
-        b = random_bundle(seed)
+        b = VARIANTS[variant](random_bundle(seed))
         got[str(seed)] = [flat(b.rank(req, v)) for req, v in random_requests(b, seed, REQUESTS)]
     return got
 
 
-def test_rank_gives_the_recorded_answers() -> None:
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_rank_gives_the_recorded_answers(variant: str) -> None:
+    """The same answers whether a personal item's source is precomputed or found per request,
+    and whether the similarity rows were padded at load or are read per request."""
     want = json.loads(ANSWERS.read_text())
-    got = answers()
+    got = answers(variant)
     assert set(got) == set(want)
     kinds: set[str] = set()
     for seed in want:
@@ -206,18 +237,42 @@ def test_rank_gives_the_recorded_answers() -> None:
     assert lengths.count(0) > 20 and sum(1 for x in lengths if x >= 10) > 100
 
 
-def test_best_source_of_a_few_matches_or_many_is_the_vectorised_answer() -> None:
-    """The explanation's source lookup compares a few matches in Python and hands many to
-    :func:`_best_source`: both give the largest entry per target, ties to the lower source."""
+def test_precomputed_sources_are_the_per_request_ones() -> None:
+    """``_top_sources`` (every list at build time) against ``Bundle._history_source`` (one
+    shopper's answered items per request), on the seeded bundles with their many ties."""
+    for seed in SEEDS:
+        b = random_bundle(seed)
+        src = with_sources(b).user_top_source
+        named = 0
+        for user in range(len(b.users)):
+            listed = [i for i in b.user_top_ids[user].tolist() if i >= 0]
+            got = {i: s for i, s in zip(listed, src[user].tolist(), strict=False) if s >= 0}
+            assert got == b._history_source(user, listed), (seed, user)
+            named += len(got)
+        assert (src[b.user_top_ids < 0] == -1).all() and named > 0
+
+
+def test_row_sources_are_the_vectorised_best_source() -> None:
+    """The explanation's source lookup over a part's block of rows gives :func:`_best_source`'s
+    answer for the flattened entries: the largest entry per target, ties to the lower source
+    row, padding (-1 and the item count) never a match, a source row repeated (a cart with one
+    product twice) or an item twice in a row handled."""
     rng = np.random.default_rng(5)
-    for size in (0, 5, 30, 40, 400):
-        items = rng.integers(0, 30, size=size)
-        contrib = (rng.integers(0, 4, size=size) / 4).astype(np.float32)  # many ties
-        src = rng.integers(0, 50, size=size)
-        targets = sorted(set(rng.integers(0, 30, size=8).tolist()))
-        want = _best_source(items, contrib, src, np.asarray(targets))
-        assert _best_source_of(items, contrib, src, targets, 30) == want
-        assert set(want) <= set(targets) and (size < 40 or want)
+    n = 30
+    for rows, width in ((0, 5), (1, 5), (4, 10), (8, 12), (20, 20)):
+        ids = rng.integers(-1, n + 1, size=(rows, width))
+        scores = (rng.integers(0, 4, size=(rows, width)) / 4).astype(np.float32)  # many ties
+        src = rng.integers(0, 12, size=rows)
+        targets = sorted(set(rng.integers(0, n, size=8).tolist()))
+        real = (ids.ravel() >= 0) & (ids.ravel() < n)
+        want = _best_source(
+            ids.ravel()[real],
+            scores.ravel()[real],
+            np.repeat(src, width)[real],
+            np.asarray(targets),
+        )
+        assert _row_sources(ids, scores, src, targets) == want
+        assert rows < 8 or want
 
 
 def test_bench_compares_rank_with_an_earlier_revision(tmp_path: Path) -> None:
@@ -238,7 +293,7 @@ def test_bench_compares_rank_with_an_earlier_revision(tmp_path: Path) -> None:
     )
     assert "Bundle.rank now against HEAD (same process, same requests)" in out
     before = json.loads(out_json.read_text())["serving"]["rank_before"]
-    assert list(before) == ["HOME", "cold", "PRODUCT", "CART"]
+    assert list(before) == ["storefront", "HOME", "cold", "PRODUCT", "CART"]
     for kind in before.values():
         assert kind["requests"] == 30 and kind["answers_differ"] == 0
         assert kind["now_p50_us"] > 0 and kind["before_p50_us"] > 0 and kind["speedup"] > 0

@@ -520,3 +520,73 @@ def test_one_bundle_serves_many_threads(hybrid: Hybrid, bundle: Bundle) -> None:
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda r: bundle.rank(r, v), reqs))
     assert together == alone
+
+
+# -- precomputed sources of personal items (user_top_source) ---------------------------------------
+
+
+def test_personal_sources_are_precomputed_as_a_request_would_find_them(bundle: Bundle) -> None:
+    """``user_top_source`` names, for every listed item, the history item a request would find
+    (``_history_source``), -1 where there is none and in every empty slot."""
+    src = bundle.user_top_source
+    assert src.shape == bundle.user_top_ids.shape and src.dtype == np.int32
+    assert (src[bundle.user_top_ids < 0] == -1).all()
+    named = 0
+    for user in range(len(bundle.users)):
+        listed = [i for i in bundle.user_top_ids[user].tolist() if i >= 0]
+        want = bundle._history_source(user, listed)
+        got = {i: s for i, s in zip(listed, src[user].tolist(), strict=False) if s >= 0}
+        assert got == want, user
+        named += len(got)
+    assert named > len(bundle.users)  # most listed items have a source
+
+
+def _without_sources(bundle: Bundle) -> bytes:
+    """The blob a bundle built before ``user_top_source`` existed: the same arrays, minus it."""
+    blob = bundle.dumps()
+    with zipfile.ZipFile(io.BytesIO(blob[len(MAGIC) + 65 :])) as z:
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n))) for n in z.namelist()}
+    assert "user_top_source" in arrays
+    del arrays["user_top_source"]
+    return _npz(**arrays)
+
+
+def test_a_bundle_without_precomputed_sources_loads_and_answers_the_same(
+    hybrid: Hybrid, bundle: Bundle
+) -> None:
+    old = Bundle.loads(_without_sources(bundle))
+    assert old.user_top_source.size == 0 and bundle.user_top_source.size > 0
+    v = view(bundle)
+    items = [str(x) for x in hybrid.train.items[:6]]
+    asked = 0
+    for u in range(0, len(bundle.users), 7):
+        user = str(bundle.users[u])
+        for recent in ((), (Recent(items[u % 6], "view", 30.0),)):
+            req = RankRequest(user=user, recent=recent, k=8)
+            answer = bundle.rank(req, v)
+            assert old.rank(req, v) == answer
+            asked += sum(r.reason == "personal" and r.source is not None for r in answer)
+    assert asked > 20  # personal items explained, by the array and without it
+
+
+def test_damaged_precomputed_sources_are_refused(bundle: Bundle) -> None:
+    with zipfile.ZipFile(io.BytesIO(bundle.dumps()[len(MAGIC) + 65 :])) as z:
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n))) for n in z.namelist()}
+    src = arrays["user_top_source"]
+    empty = np.argwhere(arrays["user_top_ids"] < 0)
+    bad_slot = src.copy()
+    if len(empty):
+        bad_slot[tuple(empty[0])] = 0
+    cases = {
+        "wrong shape": src[:, :-1],
+        "past the catalogue": src + len(bundle.items),
+        "below -1": np.full_like(src, -2),
+        "not integers": src.astype(np.float32),
+    }
+    if len(empty):
+        cases["a source for an empty slot"] = bad_slot
+    for name, value in cases.items():
+        with pytest.raises(ArtifactError, match="inconsistent"):
+            Bundle.loads(_npz(**dict(arrays, user_top_source=value)))
+        assert name
+    assert Bundle.loads(_npz(**arrays)).user_top_source.shape == src.shape
