@@ -1359,6 +1359,7 @@ class RecommendationServer:
         products = self.catalog.products
         categories = self.catalog.categories
         keys = facts.keys
+        product, cart = ask.product, ask.cart
         out: list[Item] = []
         ids: list[int] = []
         for r in ranked:
@@ -1366,9 +1367,7 @@ class RecommendationServer:
             if found is None:
                 continue
             i, pid = found
-            if not mask[i] or pid in exclude or pid in ids:
-                continue
-            if pid == ask.product or (ask.cart and pid in ask.cart):
+            if not mask[i] or pid in exclude or pid in ids or pid == product or pid in cart:
                 continue
             row = products.get(pid)
             if row is None:
