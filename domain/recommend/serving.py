@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -68,6 +69,7 @@ from domain.consents.models import Consent
 from domain.db import asyncpg_connect_args
 from domain.events.models import Event
 from domain.orders.models import Order, OrderLine
+from domain.recommend.experiments import arm_for
 from domain.recommend.models import ModelVersion, RecommendationImpression
 from domain.sql import table
 from domain.users.models import Customer
@@ -76,7 +78,7 @@ from domain.writebehind import WriteBehind
 if TYPE_CHECKING:
     from domain.db import Database
     from domain.settings import Settings
-    from recommend.serving import Bundle, Ranked, RankRequest, View
+    from recommend.serving import Bundle, Ranked, RankRequest, Recent, View
 
 log = logging.getLogger("precis.recommend")
 
@@ -1150,8 +1152,6 @@ class RecommendationServer:
         )
         if key is None:
             return active, None
-        from domain.recommend.experiments import arm_for
-
         vid = arm_for(exp[0], exp[1], key)
         if vid == active.version_id:
             return active, exp[0]
@@ -1469,6 +1469,15 @@ def _session(
     return out[:SESSION_EVENTS]
 
 
+@functools.cache
+def _ranking_types() -> tuple[type[RankRequest], type[Recent]]:
+    """``recommend.serving``'s request types, imported on first use (that module loads the
+    ranking's dependencies); a ``from ... import`` in the function costs ~4 us per request."""
+    from recommend.serving import RankRequest, Recent
+
+    return RankRequest, Recent
+
+
 def _request(
     ask: Ask,
     user: str | None,
@@ -1479,8 +1488,7 @@ def _request(
     """``RankRequest(...)`` (with its ``Recent`` events) as the bundle keys items, built without
     the frozen dataclasses' ``__init__`` (an ``object.__setattr__`` a field; the same objects, as
     ``recommend.serving._ranked`` builds ``Ranked``): one request and a few events an answer."""
-    from recommend.serving import RankRequest, Recent
-
+    RankRequest, Recent = _ranking_types()
     new = object.__new__
     events = []
     for pid, kind, age in recent:
