@@ -74,7 +74,11 @@ class Settings(BaseSettings):
         "(0: Python's default, 700).",
     )
     db_pool_size: int = Field(
-        20, ge=1, description="Connections kept open per API process (PostgreSQL, SQLite file)."
+        20,
+        ge=1,
+        description="Connections kept open per API process (PostgreSQL, SQLite file). On "
+        "PostgreSQL the recommendations' shopper reads keep up to as many again of their own, "
+        "opened as requests need them.",
     )
     db_max_overflow: int = Field(
         10,
