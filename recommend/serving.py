@@ -628,7 +628,7 @@ class Bundle:
         names = [p for p in parts if weights.get(p, 0.0) > 0]
         sums, top, found = _sum_parts([parts[p] for p in names], n, len(rerank_only & set(names)))
         w = _f32s(weights[x] for x in names)
-        cand = _uniq(found[ok[found]])
+        cand = _uniq(found[ok[found]]) if len(found) else found
         # Trending: a part of its own when cold (the first k allowed items of the trending order
         # are in the pool, so no item outside it can beat them), else only to widen the pool.
         if cold:
@@ -638,7 +638,12 @@ class Bundle:
             walked, pos = self._walk(ok, k - len(cand), 0)
         else:
             walked, pos = _empty(np.int64), 0
-        pool = _union(cand, walked) if len(walked) else cand
+        if not len(walked):
+            pool = cand
+        elif len(cand):
+            pool = _union(cand, walked)
+        else:  # the walk's items, each once
+            pool = np.sort(walked)
         scored = (sums, top, w, names, weights)
         answer = self._finish(pool, scored, cold, k, view)
         if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
@@ -863,13 +868,15 @@ class Bundle:
             by.sort(key=scores.__getitem__, reverse=True)
             items, scores = [items[j] for j in by], [scores[j] for j in by]
             cols = [[c[j] for j in by] for c in cols]
-        reasons = []
-        for i, col in zip(items, zip(*cols, strict=True), strict=True):
-            why = col.index(max(col))
-            if why < p:
-                reasons.append(names[why])
-            else:
-                reasons.append("trending" if self.trending[i] > 0 else "popular")
+        whys = [col.index(max(col)) for col in zip(*cols, strict=True)]
+        if p in whys:  # the trending row: "trending" if the item has heat, else "popular"
+            heat = self.trending[items].tolist()
+            reasons = [
+                names[why] if why < p else "trending" if h > 0 else "popular"
+                for why, h in zip(whys, heat, strict=True)
+            ]
+        else:
+            reasons = [names[why] for why in whys]
         return items, relaxed, reasons, scores
 
     def _history_source(self, user: int, want: list[int]) -> dict[int, int]:
@@ -1158,7 +1165,7 @@ def _sum_parts(
     width = n + 1
     p = len(parts)
     if not p:
-        return np.zeros((1, width)), [], _empty(np.int64)
+        return np.zeros((1, 0)), [], _empty(np.int64)
     ids = [q[0].ravel() for q in parts]
     sizes = [len(a) for a in ids]
     key = np.concatenate([a + (j + 1) * width for j, a in enumerate(ids)], dtype=np.int64)
