@@ -50,8 +50,10 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
+    GraphQLFloat,
     GraphQLID,
     GraphQLList,
     GraphQLNonNull,
@@ -101,6 +103,10 @@ ROOT_FIELD_BYTES = ROOT_FIELD.encode()
 MAX_QUERY_CHARS = 10_000  # longer documents are not compiled (nor kept in the plan cache)
 MAX_BODY_BYTES = 32_768  # a recommendations request is about 1 KB
 PLAN_CACHE_SIZE = 256
+# Serialised products kept (all plans together): a product's part of an answer is the same for
+# every request until its catalogue row is replaced; about 1-2 KB each.
+PRODUCT_MEMO_SIZE = 8192
+CONTENT_TYPES_KEPT = 64  # content-type header values whose parse is remembered
 NO_VARIABLES = VariableValues({}, {})
 JSON_HEADERS = b"content-type", b"application/json"
 
@@ -122,13 +128,54 @@ class Plan:
     # response names in order, each with its constant (``__typename``) or None (the field)
     root: tuple[tuple[str, str | None], ...]
     payload: Serialise  # RecommendationsPayload -> dict
+    # domain ``Answer`` -> the same dict (``payload`` skipped); None if a field needs ``payload``
+    answer: Serialise | None
 
 
 @dataclass(slots=True)
 class _Info:
-    """What ``api.recommend.serving`` reads of a resolver's ``info``: the request's context."""
+    """What ``api.recommend.serving`` reads of a resolver's ``info``: the request's context
+    (``ask_for`` reads only the caller: ``_Caller``)."""
 
-    context: Context
+    context: Context | _Caller
+
+
+@dataclass(slots=True)
+class _Caller:
+    principal: Any
+
+
+class ProductMemo:
+    """Serialised products, per serialiser (one per plan and place) and catalogue row object.
+
+    ``Catalog.refresh`` puts a new row object in place of a product that changed, so the row's
+    identity is its version: an entry holds its row (the id cannot be reused while it is kept)
+    and answers only for that very object. Bounded; the oldest entries go first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self.slots = 0
+
+    def wrap(self, serialise: Serialise) -> Serialise:
+        self.slots += 1
+        slot = self.slots
+        entries = self.entries
+
+        def memoised(row: Any) -> Any:
+            if row is None:
+                return serialise(row)
+            key = (slot, id(row))
+            found = entries.get(key)
+            if found is not None and found[0] is row:
+                return found[1]
+            written = serialise(row)  # raises (nothing kept) where the generic path is needed
+            if len(entries) >= self.size:
+                del entries[next(iter(entries))]
+            entries[key] = (row, written)
+            return written
+
+        return memoised
 
 
 class FastGraphQL:
@@ -143,6 +190,7 @@ class FastGraphQL:
             self.limits.closed_rules if settings.is_prod else self.limits.rules
         )
         self.plans: LRU[tuple[str, str | None], Plan | Literal[False]] = LRU(PLAN_CACHE_SIZE)
+        self.products = ProductMemo(PRODUCT_MEMO_SIZE)
         # "fast": answered here; "generic": not recognised; "handed_over": ranked here, answered
         # by the generic path (a value it reports as an error).
         self.counts: Counter[str] = Counter()
@@ -216,6 +264,17 @@ class FastGraphQL:
             arguments = get_argument_values(plan.field, plan.node, coerced)
         except GraphQLError:
             return None
+        try:
+            ask = recommend.ask_for(
+                _Info(_Caller(principal)), recommend.input_of(arguments["input"])
+            )
+        except recommend.Refused as exc:
+            return self._write(scope, plan, plan.payload, exc.payload, None)
+        answer = await server.answer(ask)
+        if plan.answer is not None:
+            # straight from the domain answer: no Context (nothing here opens a session or
+            # reads PII), no ``payload`` objects
+            return self._write(scope, plan, plan.answer, answer, (ask, answer))
         context = Context(
             request=Request(scope, receive),
             response=None,
@@ -224,11 +283,6 @@ class FastGraphQL:
         )
         info = _Info(context)
         try:
-            ask = recommend.ask_for(info, recommend.input_of(arguments["input"]))
-        except recommend.Refused as exc:
-            return self._write(scope, plan, exc.payload, None)
-        answer = await server.answer(ask)
-        try:
             payload = recommend.payload(info, answer)  # type: ignore[arg-type]
             # the end of the request's unit of work, as ``RequestPipeline`` does for a query
             # (nothing here opens a session or reads PII: a no-op unless that changes)
@@ -236,19 +290,20 @@ class FastGraphQL:
         except Exception:
             log.exception("recommendations fast path failed after ranking")
             return self._hand_over(scope, (ask, answer))
-        return self._write(scope, plan, payload, (ask, answer))
+        return self._write(scope, plan, plan.payload, payload, (ask, answer))
 
     def _write(
         self,
         scope: Scope,
         plan: Plan,
-        payload: Any,
+        serialise: Serialise,
+        value: Any,
         ranked: tuple[Any, Any] | None,
     ) -> bytes | None:
-        """The answer's bytes; on a value the generic path must report, the ranked answer is
-        handed over to it (None)."""
+        """The answer's bytes (``value`` written by ``serialise``, one of the plan's); on a value
+        the generic path must report, the ranked answer is handed over to it (None)."""
         try:
-            written = plan.payload(payload)
+            written = serialise(value)
             data = {name: written if value is None else value for name, value in plan.root}
             return orjson.dumps({"data": data})
         except (_Bail, GraphQLError, TypeError, ValueError) as exc:
@@ -353,11 +408,13 @@ class FastGraphQL:
         scopes = _scopes(field)
         if scopes is None:
             return None
-        compiler = _Compiler(schema, fragments, operation, self._category)
+        compiler = _Compiler(schema, fragments, operation, self._category, self.products)
         payload = compiler.output(field.type, details, parent=None)
         if payload is None:
             return None
-        return Plan(operation, field, details[0].node, scopes, tuple(root), payload)
+        compiler.answers = recommend.ANSWER_FIELDS
+        answer = compiler.output(field.type, details, parent=None)
+        return Plan(operation, field, details[0].node, scopes, tuple(root), payload, answer)
 
     def _category(self, product: Any) -> Any:
         """``Product.category`` of a recommended product: the catalogue's row, which ``payload``
@@ -374,7 +431,11 @@ class FastGraphQL:
 
 class _Compiler:
     """Turns a selection into nested serialisers (closures), or None where the generic path
-    is needed."""
+    is needed.
+
+    With ``answers`` (``recommend.ANSWER_FIELDS``) the types found there are read from the
+    domain objects (``Answer``, ``Item``) with those readers instead of ``payload``'s; a field of
+    such a type that is not there makes no serialiser (None). Products are memoised."""
 
     def __init__(
         self,
@@ -382,11 +443,15 @@ class _Compiler:
         fragments: dict[str, FragmentDetails],
         operation: OperationDefinitionNode,
         category: Callable[[Any], Any],
+        products: ProductMemo,
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.operation = operation
         self.category = category
+        self.products = products
+        self.answers: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        self.domain_types = {"RecommendationsPayload", "RecommendedItem"}
 
     def output(
         self, type_: GraphQLOutputType, details: list[FieldDetails], parent: tuple[str, str] | None
@@ -414,6 +479,7 @@ class _Compiler:
             self.schema, self.fragments, NO_VARIABLES, self.operation, type_, details
         ).grouped_field_set
         fields: list[tuple[str, Callable[[Any], Any], Serialise]] = []
+        domain = bool(self.answers) and type_.name in self.domain_types
         for response_name, sub in grouped.items():
             name = sub[0].node.name.value
             if name == "__typename":
@@ -422,14 +488,18 @@ class _Compiler:
             field = type_.fields.get(name)
             if field is None or field.args:
                 return None
-            read = self.reader(type_, name, field, parent)
+            if domain:
+                read = self.answers.get((type_.name, name))
+            else:
+                read = self.reader(type_, name, field, parent)
             if read is None:
                 return None
             write = self.output(field.type, sub, (type_.name, name))
             if write is None:
                 return None
             fields.append((response_name, read, write))
-        is_type_of = type_.is_type_of
+        # the domain objects are what the field returns, by construction: no type check
+        is_type_of = None if domain else type_.is_type_of
         frozen = tuple(fields)
 
         def serialise(source: Any) -> dict[str, Any] | None:
@@ -441,6 +511,8 @@ class _Compiler:
                 raise _Bail(f"not a {type_.name}")
             return {name: write(read(source)) for name, read, write in frozen}
 
+        if type_.name == "Product":
+            return self.products.wrap(serialise)
         return serialise
 
     def reader(
@@ -480,6 +552,10 @@ _UNCHANGED: dict[Any, type] = {GraphQLString: str, GraphQLBoolean: bool, GraphQL
 def _leaf(type_: Any, non_null: bool) -> Serialise:
     coerce = type_.coerce_output_value
     unchanged = _UNCHANGED.get(type_)
+    # finite floats: graphql-core's ``serialize_float`` returns them as they are
+    is_float = type_ is GraphQLFloat
+    # an enum's names by value (members of a Python enum: few, hashable), found once
+    names: dict[Any, str] | None = {} if isinstance(type_, GraphQLEnumType) else None
 
     def serialise(value: Any) -> Any:
         if value is None:
@@ -488,9 +564,17 @@ def _leaf(type_: Any, non_null: bool) -> Serialise:
             return None
         if type(value) is unchanged:
             return value
+        if is_float and type(value) is float and value - value == 0.0:
+            return value
+        if names is not None:
+            found = names.get(value)
+            if found is not None:
+                return found
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
             raise _Bail("a value the scalar refuses")
+        if names is not None and len(names) < 64:
+            names[value] = coerced
         return coerced
 
     return serialise
@@ -532,18 +616,26 @@ def _has_directives(document: Any) -> bool:
     return found
 
 
+_JSON_TYPES: dict[bytes, bool] = {}  # content-type header -> a JSON body (parsed once)
+
+
 def _json_request(scope: Scope) -> bool:
     """A JSON body as Strawberry reads it, and no streaming transport asked for."""
     content_type = None
     for name, value in scope["headers"]:
         if name == b"content-type" and content_type is None:
-            content_type = value.decode("latin-1")
+            content_type = value
         elif name == b"accept" and (b"multipart" in value or b"event-stream" in value):
             return False
     if content_type is None:
         return False
-    media_type, _ = parse_content_type(content_type)
-    return "application/json" in media_type
+    found = _JSON_TYPES.get(content_type)
+    if found is None:
+        media_type, _ = parse_content_type(content_type.decode("latin-1"))
+        found = "application/json" in media_type
+        if len(_JSON_TYPES) < CONTENT_TYPES_KEPT:
+            _JSON_TYPES[content_type] = found
+    return found
 
 
 async def _principal(scope: Scope, services: Any) -> Any:

@@ -9,6 +9,7 @@ catalogue cache (no query per item); their categories are primed into the reques
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
@@ -196,21 +197,50 @@ def payload(info: Info, answer: Answer) -> RecommendationsPayload:
         items.append(
             RecommendedItem(
                 product=product,  # type: ignore[arg-type]
-                score=round(item.score, 6),
+                score=item_score(item),
                 reason=reason_text(item),
-                reason_code=_CODES.get(item.reason, RecommendationReason.PERSONAL),
+                reason_code=reason_code(item),
                 reason_product=item.source,  # type: ignore[arg-type]
             )
         )
-    fallback = None if answer.fallback is None else RecommendationFallback(answer.fallback)
     return RecommendationsPayload(
         recommendation_id=answer.recommendation_id,
         model_version=answer.model_version,
         personal=answer.personal,
-        fallback=fallback,
+        fallback=fallback_of(answer),
         items=items,
         errors=[],
     )
+
+
+def item_score(item: Item) -> float:
+    return round(item.score, 6)
+
+
+def reason_code(item: Item) -> RecommendationReason:
+    return _CODES.get(item.reason, RecommendationReason.PERSONAL)
+
+
+def fallback_of(answer: Answer) -> RecommendationFallback | None:
+    return None if answer.fallback is None else RecommendationFallback(answer.fallback)
+
+
+# The fields of ``payload``'s objects read straight from the domain ``Answer`` and its ``Item``s,
+# with the same values (api/fastpath.py serialises answers with these, without ``payload``):
+# (GraphQL type, field) -> reader.
+ANSWER_FIELDS: dict[tuple[str, str], Callable[[Any], Any]] = {
+    ("RecommendationsPayload", "recommendationId"): operator.attrgetter("recommendation_id"),
+    ("RecommendationsPayload", "modelVersion"): operator.attrgetter("model_version"),
+    ("RecommendationsPayload", "personal"): operator.attrgetter("personal"),
+    ("RecommendationsPayload", "fallback"): fallback_of,
+    ("RecommendationsPayload", "items"): operator.attrgetter("items"),
+    ("RecommendationsPayload", "errors"): lambda answer: [],  # a ranked answer has none
+    ("RecommendedItem", "product"): operator.attrgetter("product"),
+    ("RecommendedItem", "score"): item_score,
+    ("RecommendedItem", "reason"): lambda item: reason_text(item),  # looked up when called
+    ("RecommendedItem", "reasonCode"): reason_code,
+    ("RecommendedItem", "reasonProduct"): operator.attrgetter("source"),
+}
 
 
 def domain_category(info: Info, category_id: int) -> Any:

@@ -24,6 +24,7 @@ from tests.conftest import Api, error_codes
 from tests.me.helpers import shopper_token, user_id
 from tests.recommend.models_world import fast
 from tests.recommend.test_serving_api import (
+    UPSERT,
     add_version,
     catalogue,
     impression_count,
@@ -395,10 +396,13 @@ async def test_a_value_graphql_reports_is_ranked_once(
 
     text = serving.reason_text
     calls = {"n": 0}
+    bad: list[int] = []  # the product of the third item asked about
 
     def flaky(item: Any) -> str | None:
         calls["n"] += 1
-        return None if calls["n"] % 10 == 3 else text(item)
+        if calls["n"] == 3:
+            bad.append(item.product.id)
+        return None if item.product.id in bad else text(item)
 
     monkeypatch.setattr(serving, "reason_text", flaky)
     shopper = await shopper_token(api, "c0")
@@ -410,8 +414,9 @@ async def test_a_value_graphql_reports_is_ranked_once(
         "items",
         2,
     ], body
-    # and the answer handed over was the one ranked: one impression (checked above), one ranking
-    assert calls["n"] == 30  # payload built three times (fast, handed over, generic)
+    # and the answer handed over was the one ranked: one impression (checked above), one ranking;
+    # the fast path stopped at the null (3 reasons), the other two wrote all 10
+    assert calls["n"] == 23
 
 
 async def test_the_setting_turns_it_off(settings: Settings) -> None:
@@ -513,3 +518,68 @@ async def test_body_limits_and_disconnects(api: Api, settings: Settings) -> None
     }
     await api.app(scope, receive, send)
     assert sent == []
+
+
+async def test_a_changed_product_is_never_served_stale(
+    api: Api, world: dict[str, Any], differ: Differ
+) -> None:
+    """Products are serialised once per plan and catalogue row: a product changed through the
+    API is answered with its new values as soon as the catalogue has it."""
+    server = await api.token(READ)
+    c0 = user_id(world["customers"]["c0"])
+    asks = variables(RECOMMEND, userId=c0, first=50)
+    # given an answer written by the fast path, its products kept
+    before = await differ.same(asks, server, path="fast", ranked=1)
+    memo = differ.endpoint.products.entries
+    assert memo
+    first = before["data"]["recommendations"]["items"][0]["product"]
+    again = await differ.same(asks, server, path="fast", ranked=1)
+    assert again["data"]["recommendations"]["items"][0]["product"] == first
+    # when its title and price change through the API
+    from api.ids import decode_id
+
+    external = f"p{decode_id(first['id'])[1] - 1}"
+    body = await api.gql(
+        UPSERT,
+        {"ps": [{"externalId": external, "title": "Renamed", "price": "77.50"}]},
+        scopes="catalog:write",
+    )
+    assert body["data"]["upsertProducts"]["errors"] == [], body
+    # then the next answers (both paths, compared) carry the new values
+    after = await differ.same(asks, server, path="fast", ranked=1)
+    changed = [
+        i["product"]
+        for i in after["data"]["recommendations"]["items"]
+        if i["product"]["id"] == first["id"]
+    ]
+    assert changed and changed[0]["title"] == "Renamed", after
+    assert changed[0]["price"] == {"amount": "77.50", "currency": first["price"]["currency"]}
+    reasons = [
+        i["reasonProduct"]
+        for i in after["data"]["recommendations"]["items"]
+        if i["reasonProduct"] and i["reasonProduct"]["id"] == first["id"]
+    ]
+    assert all(r["title"] == "Renamed" for r in reasons), after
+
+
+async def test_without_the_domain_readers_the_payload_route_answers(
+    api: Api, world: dict[str, Any], differ: Differ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A field the domain readers do not know makes the plan write ``payload``'s objects, as
+    before: the same answers."""
+    from api.recommend import serving
+
+    fields = dict(serving.ANSWER_FIELDS)
+    del fields[("RecommendedItem", "score")]
+    monkeypatch.setattr(serving, "ANSWER_FIELDS", fields)
+    shopper = await shopper_token(api, "c0")
+    query = RECOMMEND.replace("recommendations(", "payloadRoute: recommendations(")
+    body = await differ.same(variables(query, me=True), shopper, path="fast", ranked=1)
+    assert len(body["data"]["payloadRoute"]["items"]) == 10, body
+    plan = differ.endpoint.plans.get((query, None))
+    assert plan and plan.answer is None
+    # a document without the field still reads the domain answer
+    minimal = "query($i: RecommendationsInput!) { recommendations(input: $i) { items { reason } } }"
+    await differ.same(variables(minimal, me=True), shopper, path="fast", ranked=1)
+    plan = differ.endpoint.plans.get((minimal, None))
+    assert plan and plan.answer is not None
