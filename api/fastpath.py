@@ -75,6 +75,7 @@ from graphql.execution.collect_fields import (
     collect_fields,
     collect_subfields,
 )
+from graphql.execution.get_variable_signature import get_variable_signature
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.pyutils import Undefined
 from starlette.requests import ClientDisconnect, Request
@@ -88,6 +89,7 @@ from strawberry.types.field import StrawberryField
 from api.auth.permissions import _ScopePermission
 from api.context import Context
 from api.execution import _reader
+from api.input_coercion import coercer
 from api.limits import LRU, Limits
 from api.persisted import HASH
 from api.recommend import serving as recommend
@@ -130,6 +132,8 @@ class Plan:
     payload: Serialise  # RecommendationsPayload -> dict
     # domain ``Answer`` -> the same dict (``payload`` skipped); None if a field needs ``payload``
     answer: Serialise | None
+    # the variables' coercers, when no variable has a default: (name, non-null, coerce)
+    variables: tuple[tuple[str, bool, Callable[[Any], Any]], ...] | None
 
 
 @dataclass(slots=True)
@@ -255,10 +259,8 @@ class FastGraphQL:
         principal = await _principal(scope, services)
         if principal is None or principal.missing(plan.scopes):
             return None
-        coerced = get_variable_values(
-            self.schema, plan.operation.variable_definitions or (), variables or {}
-        )
-        if isinstance(coerced, list):
+        coerced = self._variables(plan, variables or {})
+        if coerced is None:
             return None
         try:
             arguments = get_argument_values(plan.field, plan.node, coerced)
@@ -291,6 +293,28 @@ class FastGraphQL:
             log.exception("recommendations fast path failed after ranking")
             return self._hand_over(scope, (ask, answer))
         return self._write(scope, plan, plan.payload, payload, (ask, answer))
+
+    def _variables(self, plan: Plan, given: dict[str, Any]) -> VariableValues | None:
+        """The coerced variables as graphql-core's ``get_variable_values`` makes them (None: it
+        reports errors), with the plan's coercers where it has them."""
+        if plan.variables is None:
+            coerced = get_variable_values(
+                self.schema, plan.operation.variable_definitions or (), given
+            )
+            return None if isinstance(coerced, list) else coerced
+        values: dict[str, Any] = {}
+        try:
+            for name, non_null, coerce in plan.variables:
+                value = given.get(name, Undefined)
+                if value is Undefined and not non_null:
+                    continue  # not given, nullable: omitted
+                value = coerce(value)  # Undefined: an error (non-null not given, invalid)
+                if value is Undefined:
+                    return None
+                values[name] = value
+        except RecursionError:  # graphql-core reports nesting too deep for it
+            return None
+        return VariableValues({}, values)
 
     def _write(
         self,
@@ -414,7 +438,10 @@ class FastGraphQL:
             return None
         compiler.answers = recommend.ANSWER_FIELDS
         answer = compiler.output(field.type, details, parent=None)
-        return Plan(operation, field, details[0].node, scopes, tuple(root), payload, answer)
+        variables = _coercers(schema, operation)
+        return Plan(
+            operation, field, details[0].node, scopes, tuple(root), payload, answer, variables
+        )
 
     def _category(self, product: Any) -> Any:
         """``Product.category`` of a recommended product: the catalogue's row, which ``payload``
@@ -586,6 +613,22 @@ def _constant(value: str) -> Callable[[Any], str]:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _coercers(
+    schema: GraphQLSchema, operation: OperationDefinitionNode
+) -> tuple[tuple[str, bool, Callable[[Any], Any]], ...] | None:
+    """The operation's variables with ``api.input_coercion``'s coercer of each type, built once
+    (``get_variable_values`` resolves the types and builds the wrappers' coercers per request);
+    None where a variable has a default (then graphql-core coerces)."""
+    found = []
+    for definition in operation.variable_definitions or ():
+        signature = get_variable_signature(schema, definition)
+        if isinstance(signature, GraphQLError) or definition.default_value is not None:
+            return None
+        non_null = isinstance(signature.type, GraphQLNonNull)
+        found.append((signature.name, non_null, coercer(signature.type)))
+    return tuple(found)
 
 
 def _scopes(field: GraphQLField) -> tuple[str, ...] | None:

@@ -6,8 +6,12 @@ and one with it off, are called directly as ASGI apps (scope, receive, send: no 
 load generator) with the request mix of ``bench/recommend_serving.py`` (shopper ``i`` asks for HOME
 with 2 recent product ids, first 10 and one of four filters; the same document, real shopper tokens
 from token exchanges at the app's ``/oauth/token``). Targets, in chunks that alternate (the order
-rotates every round): **fast**, **generic**, and for scale the GraphQL floor (``{ __typename }``,
-same tokens, generic app). Each chunk sends ``--chunk`` requests on ``--concurrency`` tasks and
+rotates every round): **fast**, **generic**, **own** (the fast app with
+``RecommendationServer.answer`` replaced by a lookup of the answers it gave in the check below: the
+fast path's own cost, with the Starlette app and the token check around it), **shell** (the fast
+app with ``FastGraphQL._answer`` replaced by a constant answer: the app, the body read and the
+response; own - shell is ``_answer`` without ranking: token, plan, variables, ask, writing) and for
+scale the GraphQL floor (``{ __typename }``, same tokens, generic app). Each chunk sends ``--chunk`` requests on ``--concurrency`` tasks and
 takes the process CPU time (user + system, all threads) it used; printed per target: CPU ms a
 request (median of the chunks, and the range), and the median of the per-round ratios fast /
 generic (same process and data, alternating, so most of the machine's noise cancels). Before
@@ -70,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, help="requests per chunk (default 300; 40 with --quick)")
     p.add_argument("--concurrency", type=int, default=10, help="tasks sending at once (10)")
     p.add_argument("--no-floor", dest="floor", action="store_false", help="skip { __typename }")
-    p.add_argument("--no-own", dest="own", action="store_false", help="skip the ranking-free run")
+    p.add_argument(
+        "--no-own", dest="own", action="store_false", help="skip the own and shell targets"
+    )
     args = p.parse_args(argv)
     args.shoppers = args.shoppers or (40 if args.quick else 200)
     args.rounds = args.rounds or (2 if args.quick else 8)
@@ -232,16 +238,24 @@ async def measure(settings: Any, sargs: argparse.Namespace, args: argparse.Names
         }
         if args.own:
             targets["own"] = (fast_app, requests)
+            targets["shell"] = (fast_app, requests)
+
+        async def constant(*_: Any) -> bytes:
+            return fast
+
         if args.floor:
             targets["floor"] = (generic_app, floor)
 
         async def timed(name: str, start: int, n: int) -> float:
             app, sent = targets[name]
             server.answer = canned if name == "own" else answer_of
+            if name == "shell":
+                endpoint._answer = constant
             try:
                 return await chunk(app, sent, start, n, args.concurrency)
             finally:
                 server.answer = answer_of
+                endpoint.__dict__.pop("_answer", None)
 
         for name in targets:  # warm-up
             await timed(name, 0, min(args.chunk, 100))
@@ -282,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"ratio own/fast CPU per request (the fast path without ranking): "
             f"{statistics.median(own):.3f} (rounds {min(own):.3f}-{max(own):.3f})"
+        )
+    if "shell" in cpu:
+        inner = [o - s for o, s in zip(cpu["own"], cpu["shell"], strict=True)]
+        print(
+            f"own - shell (FastGraphQL._answer without ranking): {statistics.median(inner):.3f} "
+            f"CPU ms/request (rounds {min(inner):.3f}-{max(inner):.3f})"
         )
     saved = [g - f for f, g in zip(cpu["fast"], cpu["generic"], strict=True)]
     print(f"saved per request: {statistics.median(saved):.3f} CPU ms")

@@ -276,11 +276,25 @@ def server(info: Info) -> domain.RecommendationServer:
 # -- validation ----------------------------------------------------------------------------------
 
 
+# (global id, kind) -> primary key of ids that decoded: storefronts send the same product ids
+# again and again (decoding is base64 and a parse, about 4 us); the oldest go first.
+_PKS: dict[tuple[str, str], int] = {}
+PKS_KEPT = 4096
+
+
 def _pk(value: str, kind: str, *field: str) -> int:
+    key = (value, kind)
+    found = _PKS.get(key)
+    if found is not None:
+        return found
     try:
-        return decode_id(str(value), kind)[1]
+        pk = decode_id(str(value), kind)[1]
     except BadId as exc:
         raise Refused("INVALID_ID", str(exc), *field) from exc
+    if len(_PKS) >= PKS_KEPT:
+        del _PKS[next(iter(_PKS))]
+    _PKS[key] = pk
+    return pk
 
 
 def _pks(values: list[strawberry.ID] | None, kind: str, *field: str) -> tuple[int, ...]:

@@ -253,6 +253,21 @@ async def test_answers_equal_the_generic_path(
     await differ.same(floor, shopper, path="generic", ranked=0)
     track = {"query": TWO_OPERATIONS, "operationName": "Track", "variables": {"e": []}}
     await differ.same(track, shopper, path="generic", ranked=0)
+    # a variable with a default: graphql-core coerces (the plan has no coercers for it)
+    defaulted = (
+        "query($i: RecommendationsInput = {me: true, first: 3}) "
+        f"{{ recommendations(input: $i) {{ {PAYLOAD} }} }}"
+    )
+    body = await differ.same({"query": defaulted}, shopper, path="fast", ranked=1)
+    assert len(body["data"]["recommendations"]["items"]) == 3, body
+    await differ.same(variables(defaulted, first=2), server, path="fast", ranked=1)
+    await differ.same(
+        {"query": defaulted, "variables": {"i": None}}, shopper, path="generic", ranked=0
+    )
+    plan = differ.endpoint.plans.get((defaulted, None))
+    assert plan and plan.variables is None
+    plan = differ.endpoint.plans.get((RECOMMEND, None))
+    assert plan and plan.variables is not None
     # no name: Strawberry runs the first operation
     await differ.same(named | {"operationName": None}, shopper, path="fast", ranked=1)
     await differ.same(named | {"operationName": "Nope"}, shopper, path="generic", ranked=0)
