@@ -5,8 +5,11 @@ Through Strawberry's view and graphql-core's executor such a request costs the G
 (context, the extension pipeline, execution context: about 0.2 ms on the 2-core benchmark machine)
 plus the completion of every item's object fields with a ``GraphQLResolveInfo`` each. Here a
 recognised document is compiled once into a plan, and the answer is serialised by the plan straight
-from the payload objects the field would return, with the same readers (``api.execution._reader``)
-and the same output coercion of each leaf's type.
+from the domain ``Answer`` with the readers ``payload`` uses (``recommend.ANSWER_FIELDS``), below
+it with the fields' own readers (``api.execution._reader``), and the same output coercion of each
+leaf's type; refusals (and a document with a field those readers lack) are written from the
+payload objects the field would return. A product's part is written once per plan and catalogue
+row object (``ProductMemo``). The variables are coerced with coercers built for the plan.
 
 What is recognised (everything else, or anything unusual, goes to the generic path unchanged, which
 then produces the same answer or the errors):
