@@ -1155,9 +1155,10 @@ def _sum_parts(
     """Every part's entries summed per item in one ``np.bincount`` over a table of ``n + 1``
     columns a row: part ``j``'s items in row ``j + 1`` (its -1 padding falls in row ``j``'s
     column ``n``, where the n padding of the similarity rows goes too; row 0 only gathers
-    padding, which scores 0). Returns the table (float64), each part's largest sum (float32, as
-    the sums are used; ``inf`` when none is positive, so dividing by it gives 0) and the items of
-    all but the last ``tail`` parts, the ones that find candidates (padding included).
+    padding; the padding cells are cleared, so an empty slot never counts). Returns the table
+    (float64), each part's largest sum (float32, as the sums are used; ``inf`` when none is
+    positive, so dividing by it gives 0) and the items of all but the last ``tail`` parts, the
+    ones that find candidates (padding included).
 
     ``bincount`` adds an item's entries in the order they were read, in float64, as the
     sort-based sums before it did, so the float32 scores are the same; clearing 20,000 float64
@@ -1171,6 +1172,7 @@ def _sum_parts(
     key = np.concatenate([a + (j + 1) * width for j, a in enumerate(ids)], dtype=np.int64)
     vals = np.concatenate([q[1].ravel() for q in parts], dtype=np.float64)
     sums = np.bincount(key, weights=vals, minlength=(p + 1) * width)
+    sums[n::width] = 0.0  # the padding cells (empty slots score 0 in built bundles; never read)
     at = sums[key]  # each entry's item's sum: a part's largest is the largest of its entries'
     starts = [0, *accumulate(sizes[:-1])]
     tops = (

@@ -194,10 +194,20 @@ def unpadded(b: Bundle) -> Bundle:
     return b
 
 
+def scored_empty_slots(b: Bundle) -> Bundle:
+    """``b`` with a score in every empty (-1) slot of its lists: built bundles hold 0 there, and
+    an empty slot must not count whatever it holds (the earlier code dropped them)."""
+    for name in ("user_top", "similar", "together", "content"):
+        ids, scores = getattr(b, f"{name}_ids"), getattr(b, f"{name}_scores")
+        scores[ids < 0] = 7.0
+    return b
+
+
 VARIANTS = {
     "as recorded (no precomputed sources)": lambda b: b,
     "precomputed sources": with_sources,
     "similarity read per request": unpadded,
+    "empty slots with a score": scored_empty_slots,
 }
 
 
