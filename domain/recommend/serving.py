@@ -641,6 +641,10 @@ class ShopperReads:
     def idle(self) -> int:
         return len(self._idle)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         conn = await self._acquire()
         try:
@@ -955,6 +959,8 @@ class RecommendationServer:
         """Start the impression writer and (``warm``) load the active model and the catalogue
         in the background, so the first request does not wait and ``/readyz`` soon tells."""
         self.impressions.start()
+        if self._shopper_reads is not None and self._shopper_reads.closed:
+            self._shopper_reads = None  # stopped before: made again by the first read
         if warm and self._warming is None:
             self._warming = asyncio.get_running_loop().create_task(self._warm())
 
@@ -979,8 +985,10 @@ class RecommendationServer:
                     await task
         self._warming = self._checking = None
         await self.impressions.stop()
-        reads, self._shopper_reads = self._shopper_reads, None
+        reads = self._shopper_reads
         if reads is not None:
+            # Kept, closed: a request still arriving during shutdown fails its read instead of
+            # opening connections that nothing would close (``start`` makes new ones).
             await reads.close()
 
     def health(self) -> str:

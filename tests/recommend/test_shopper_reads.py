@@ -293,3 +293,32 @@ async def test_the_reads_connect_like_the_engine(url: str, ssl: object) -> None:
     assert kwargs.get("ssl") == ssl
     assert kwargs["statement_cache_size"] == 7
     assert "prepared_statement_cache_size" not in kwargs
+
+
+async def test_a_stopped_server_opens_no_new_reads_until_started_again() -> None:
+    """After ``stop`` a late request fails its read instead of opening connections that nothing
+    would close; ``start`` makes a new set."""
+    from domain.db import Database
+    from domain.recommend.serving import RecommendationServer
+    from domain.settings import Settings
+
+    settings = Settings(
+        database_url="postgresql+asyncpg://shop:pw@127.0.0.1:6543/precis",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    db = Database(settings)
+    server = RecommendationServer(db, settings)
+    try:
+        server.start(warm=False)
+        first = server.shopper_reads()
+        await server.stop()
+        assert server.shopper_reads() is first and first.closed
+        with pytest.raises(RuntimeError, match="closed"):
+            await first.fetch("SELECT 1", ())
+        assert first.open == 0  # nothing was opened
+        server.start(warm=False)
+        again = server.shopper_reads()
+        assert again is not first and not again.closed
+        await server.stop()
+    finally:
+        await db.dispose()
