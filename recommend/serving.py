@@ -55,14 +55,15 @@ import json
 import math
 import time
 import zipfile
-from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from recommend.kernels import diversity_cap, rank_pool, warm
 
 if TYPE_CHECKING:
     from recommend.hybrid import Hybrid
@@ -89,7 +90,6 @@ RECENT_DECAY = 0.7
 RECENT_HALF_LIFE = 1800.0
 MAX_RECENT = 20
 _DECAY = [RECENT_DECAY**pos for pos in range(MAX_RECENT)]
-_ZERO = np.float32(0.0)  # a numpy scalar: cheaper for numpy to take than a Python 0 or 0.0
 # Request-time blends. Every part is first divided by its maximum over the candidates (so in
 # [0, 1], as the hybrid normalises its parts), then weighted; an item's reason is the part that
 # contributed most to its score.
@@ -110,6 +110,9 @@ PART_REASONS = {"itemknn": "similar"}
 WIDEN_WEIGHT = 0.01
 # The diversity pass looks at most this many times ``k`` candidates, best first.
 DIVERSITY_WINDOW = 20
+# Empty parts (a request without any): what the ranking kernel takes.
+_NO_ITEMS = np.zeros(0, np.int64)
+_NO_SCORES = np.zeros(0, np.float64)
 # Bundle format.
 MAGIC = b"PRECIS-SERVE-1\n"
 FORMAT = 1
@@ -260,6 +263,8 @@ class Bundle:
         # rows with one index; about the matrix's size again in memory.
         self._sim_pad = _padded(self.sim_indptr, self.sim_indices, self.sim_data, n)
         self._widen = self._heat * WIDEN_WEIGHT  # the trending row of items no part scores
+        self._order = np.ascontiguousarray(self.trending_order, np.int32)  # the kernel's dtype
+        warm()  # the ranking kernel compiled (or loaded from numba's cache) before any request
         ngram = int(self.meta.get("ngram_max", 1))
         from sklearn.feature_extraction.text import CountVectorizer
 
@@ -550,16 +555,15 @@ class Bundle:
         neighbours of the product / cart (plus personal re-weighting when personal).
 
         A request handles a few hundred entries (the shopper's list, a few similarity rows),
-        where a numpy call costs one to a few microseconds whatever its size and a Python step
-        per entry about a tenth of that, so the work is a fixed, small number of numpy calls over
-        all of them and Python only over the ``k`` answered items: the parts are read as blocks
-        of rows (the session similarity padded to fixed width once, at load); the view's filter
-        and every exclusion are one boolean mask (``ok``, over the items plus the padding slot)
-        that the candidates and the trending walk both read; all parts are summed per item in
-        one ``bincount`` (a parts x items table: 20,000 float64 a part are cheaper to clear than
-        a few hundred entries to sort); the pool is scored as one parts x pool matrix
-        (:meth:`_finish`); sources are looked up only for the answered items, a personal item's
-        from the bundle's precomputed ``user_top_source`` (:meth:`_explain`).
+        where a numpy call costs one to a few microseconds whatever its size, so Python builds
+        the inputs with a few numpy calls and one compiled call does the rest
+        (:func:`recommend.kernels.rank_pool`): the parts are read as blocks of rows (the session
+        similarity padded to fixed width once, at load); the view's filter and every exclusion
+        are one boolean mask (``ok``, over the items plus the padding slot) that the candidates
+        and the trending walk both read; the kernel sums every part per item, finds and widens
+        the pool, scores, orders and diversifies it; sources are looked up only for the answered
+        items, a personal item's from the bundle's precomputed ``user_top_source``
+        (:meth:`_explain`).
         tests/recommend/test_rank_differential.py pins the answers."""
         n = len(self.items)
         self._view_ok(view)
@@ -626,34 +630,43 @@ class Bundle:
         if history is not None:
             ok[history] = False
         names = [p for p in parts if weights.get(p, 0.0) > 0]
-        sums, top, found = _sum_parts([parts[p] for p in names], n, len(rerank_only & set(names)))
-        w = _f32s(weights[x] for x in names)
-        cand = _uniq(found[ok[found]]) if len(found) else found
-        # Trending: a part of its own when cold (the first k allowed items of the trending order
-        # are in the pool, so no item outside it can beat them), else only to widen the pool.
-        if cold:
-            walked, pos = self._walk(ok, k, 0)
-        elif len(cand) < k:
-            ok[cand] = False
-            walked, pos = self._walk(ok, k - len(cand), 0)
+        ids = [parts[x][0].ravel() for x in names]
+        keys = np.concatenate(ids, dtype=np.int64) if ids else _NO_ITEMS
+        vals = (
+            np.concatenate([parts[x][1].ravel() for x in names], dtype=np.float64)
+            if ids
+            else _NO_SCORES
+        )
+        bounds = np.fromiter(accumulate((len(a) for a in ids), initial=0), np.int64, len(ids) + 1)
+        items, scores, whys, _ = rank_pool(
+            keys,
+            vals,
+            bounds,
+            len(names) - len(rerank_only & set(names)),
+            np.array([weights[x] for x in names], np.float32),
+            ok,
+            self._order,
+            self._heat,
+            self._widen,
+            cold,
+            np.float32(weights.get("trending", 0.0)),
+            k,
+            np.asarray(view.category, np.int32),
+            np.asarray(view.brand, np.int32),
+            diversity_cap(view.max_share, k),
+            DIVERSITY_WINDOW * k,
+        )
+        chosen, rows = items.tolist(), whys.tolist()
+        p = len(names)
+        if p in rows:  # the trending row: "trending" if the item has heat, else "popular"
+            heat = self.trending.take(chosen).tolist()
+            labels = [
+                names[why] if why < p else "trending" if h > 0 else "popular"
+                for why, h in zip(rows, heat, strict=True)
+            ]
         else:
-            walked, pos = _empty(np.int64), 0
-        if not len(walked):
-            pool = cand
-        elif len(cand):
-            pool = _union(cand, walked)
-        else:  # the walk's items, each once
-            pool = np.sort(walked)
-        scored = (sums, top, w, names, weights)
-        answer = self._finish(pool, scored, cold, k, view)
-        if answer[1] and pos < n:  # the caps had to be relaxed: widen once and try again
-            ok[pool] = False
-            more, pos = self._walk(ok, 4 * k, pos)
-            if len(more):
-                pool = _union(pool, more)
-                answer = self._finish(pool, scored, cold, k, view)
-        chosen, _, labels, scores = answer
-        return self._explain(chosen, labels, scores, parts, user, view)
+            labels = [names[why] for why in rows]
+        return self._explain(chosen, labels, scores.tolist(), parts, user, view)
 
     def similar_items(self, item: str, k: int, view: View) -> list[Ranked]:
         """The product's ``similar`` neighbours, then its ``content`` neighbours (reason
@@ -814,70 +827,6 @@ class Bundle:
             chunk *= 4
         out = np.concatenate(got) if len(got) > 1 else got[0] if got else _empty(np.int64)
         return out.astype(np.int64), pos
-
-    def _finish(
-        self,
-        pool: np.ndarray,
-        scored: tuple[np.ndarray, list[float], list[float], list[str], dict[str, float]],
-        cold: bool,
-        k: int,
-        view: View,
-    ) -> tuple[list[int], bool, list[str], list[float]]:
-        """Score the candidate pool (sorted item indices), diversify, order: (items, relaxed,
-        reasons, scores). ``scored`` is :func:`_sum_parts`' table and largest sums, the parts'
-        weights (float32 values), names, and the blend's weights. Each part scores its sum
-        divided by its largest, at least 0, times its weight; a last row is trending (cold: a
-        part; else only for items no part scored, at ``WIDEN_WEIGHT``); an item's score is its
-        rows' float32 sum in row order (what ``mat.sum(axis=0)`` of the rows gave), its reason
-        the largest row (the first on ties); the best come first, ties by item index. Row by
-        row, not by axis reductions (each costs several microseconds to set up), and the
-        answered items' rows read back as one list."""
-        sums, top, w, names, weights = scored
-        p = len(names)
-        # Rows: the parts, the trending row, the total (read back for the answered items at once).
-        mat = np.empty((p + 2, len(pool)), np.float32)
-        last, total = mat[p], mat[p + 1]
-        for j in range(p):
-            x = mat[j]
-            x[...] = sums[j + 1][pool]  # the part's float32 sums
-            np.divide(x, top[j], out=x)
-            np.maximum(x, _ZERO, out=x)
-            if w[j] != 1.0:
-                np.multiply(x, w[j], out=x)
-        if p > 1:
-            np.add(mat[0], mat[1], out=total)
-            for j in range(2, p):
-                total += mat[j]
-        elif p:
-            total[...] = mat[0]
-        else:
-            total[...] = _ZERO
-        if cold:
-            np.multiply(self._heat[pool], np.float32(weights["trending"]), out=last)
-        else:  # rows are >= 0, so a positive total is a positive row
-            last[...] = self._widen[pool]
-            last[total > _ZERO] = _ZERO
-        total += last
-        order = np.argsort(-total, kind="stable")  # pool is sorted: ties by item index
-        chosen, relaxed = _diversify_top(order, k, view, pool)
-        cols = mat.take(chosen, axis=1).tolist()  # take: half the cost of mat[:, chosen]
-        scores = cols.pop()
-        items = pool.take(chosen).tolist()
-        if relaxed:  # the skipped ones filled in at the end: back to score order (ties by item)
-            by = sorted(range(len(items)), key=items.__getitem__)
-            by.sort(key=scores.__getitem__, reverse=True)
-            items, scores = [items[j] for j in by], [scores[j] for j in by]
-            cols = [[c[j] for j in by] for c in cols]
-        whys = [col.index(max(col)) for col in zip(*cols, strict=True)]
-        if p in whys:  # the trending row: "trending" if the item has heat, else "popular"
-            heat = self.trending.take(items).tolist()
-            reasons = [
-                names[why] if why < p else "trending" if h > 0 else "popular"
-                for why, h in zip(whys, heat, strict=True)
-            ]
-        else:
-            reasons = [names[why] for why in whys]
-        return items, relaxed, reasons, scores
 
     def _history_source(self, user: int, want: list[int]) -> dict[int, int]:
         """For each item of ``want``: the shopper's training item most similar to it (ties: the
@@ -1143,48 +1092,6 @@ def _aggregate(items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return u.astype(np.int64), s
 
 
-def _f32s(values: Iterable[float]) -> list[float]:
-    """Python floats rounded to float32 (one C loop, no numpy call): a scalar given to numpy's
-    float32 arithmetic as this Python float is that float32 number."""
-    return array("f", values).tolist()
-
-
-def _sum_parts(
-    parts: Sequence[_Part], n: int, tail: int
-) -> tuple[np.ndarray, list[float], np.ndarray]:
-    """Every part's entries summed per item in one ``np.bincount`` over a table of ``n + 1``
-    columns a row: part ``j``'s items in row ``j + 1`` (its -1 padding falls in row ``j``'s
-    column ``n``, where the n padding of the similarity rows goes too; row 0 only gathers
-    padding; the padding cells are cleared, so an empty slot never counts). Returns the table
-    (float64), each part's largest sum (float32, as the sums are used; ``inf`` when none is
-    positive, so dividing by it gives 0) and the items of all but the last ``tail`` parts, the
-    ones that find candidates (padding included).
-
-    ``bincount`` adds an item's entries in the order they were read, in float64, as the
-    sort-based sums before it did, so the float32 scores are the same; clearing 20,000 float64
-    a part costs less than sorting a few hundred entries."""
-    width = n + 1
-    p = len(parts)
-    if not p:
-        return np.zeros((1, 0)), [], _empty(np.int64)
-    ids = [q[0].ravel() for q in parts]
-    sizes = [len(a) for a in ids]
-    key = np.concatenate([a + (j + 1) * width for j, a in enumerate(ids)], dtype=np.int64)
-    vals = np.concatenate([q[1].ravel() for q in parts], dtype=np.float64)
-    sums = np.bincount(key, weights=vals, minlength=(p + 1) * width)
-    sums[n::width] = 0.0  # the padding cells (empty slots score 0 in built bundles; never read)
-    at = sums[key]  # each entry's item's sum: a part's largest is the largest of its entries'
-    starts = [0, *accumulate(sizes[:-1])]
-    tops = (
-        np.maximum.reduceat(at, starts).tolist()
-        if all(sizes)
-        else [at[a : a + z].max() if z else 0.0 for a, z in zip(starts, sizes, strict=True)]
-    )
-    top = [t if t > 0 else math.inf for t in _f32s(tops)]
-    found = np.concatenate(ids[: p - tail], dtype=np.int64) if p > tail else _empty(np.int64)
-    return sums.reshape(p + 1, width), top, found
-
-
 def _padded(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -1302,10 +1209,6 @@ def _uniq(values: np.ndarray) -> np.ndarray:
     return a[keep]
 
 
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _uniq(np.concatenate((a, b)))
-
-
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """``np.isin`` for a sorted second array, by binary search (cheap for small arrays)."""
     if not len(sorted_set) or not len(values):
@@ -1358,52 +1261,6 @@ def _merge_fill(
         if scores:
             floor = min(scores)
     return np.asarray(ids, np.int64), labels, np.asarray(scores, np.float32)
-
-
-def _diversify_top(
-    order: np.ndarray, k: int, view: View, pool: np.ndarray
-) -> tuple[list[int], bool]:
-    """:func:`_diversify` returning a list, reading the categories and brands of its first
-    ``2 k`` positions with one index each (they usually settle it), and keeping the full
-    categories and brands in sets, so a skipped item costs two set lookups."""
-    share = float(view.max_share)
-    if not math.isfinite(share) or share >= 1.0:
-        return order[:k].tolist(), False
-    cap = max(1, math.ceil(max(share, 0.0) * k))
-    window = order[: DIVERSITY_WINDOW * k]
-    per_cat: dict[int, int] = {}
-    per_brand: dict[int, int] = {}
-    full_cat: set[int] = set()  # categories / brands with ``cap`` items taken (never -1)
-    full_brand: set[int] = set()
-    taken: list[int] = []
-    skipped: list[int] = []
-    category, brand = np.asarray(view.category), np.asarray(view.brand)
-    start, step = 0, 2 * k  # the first 2k usually settle it; then 2k more at a time
-    while len(taken) < k and start < len(window):
-        part = window[start : start + step]
-        items = pool[part]
-        for o, c, b in zip(
-            part.tolist(), category[items].tolist(), brand[items].tolist(), strict=True
-        ):
-            if c in full_cat or b in full_brand:
-                skipped.append(o)
-                continue
-            taken.append(o)
-            if len(taken) == k:
-                break
-            if c >= 0:
-                per_cat[c] = got = per_cat.get(c, 0) + 1
-                if got >= cap:
-                    full_cat.add(c)
-            if b >= 0:
-                per_brand[b] = got = per_brand.get(b, 0) + 1
-                if got >= cap:
-                    full_brand.add(b)
-        start += len(part)
-    relaxed = len(taken) < k and bool(skipped)
-    if relaxed:
-        taken.extend(skipped[: k - len(taken)])
-    return taken, relaxed
 
 
 def _diversify(order: np.ndarray, k: int, view: View, pool: np.ndarray) -> tuple[np.ndarray, bool]:
