@@ -305,6 +305,28 @@ def rank_pool(
     return items, scores, whys, relaxed
 
 
+@numba.njit(cache=True, nogil=True)
+def row_sources(
+    ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, want: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """For each item of ``want``: the source row (``rows[r]``) of the block whose entry for it is
+    largest (ties: the lower source), -1 when no row holds it."""
+    out = np.full(len(want), -1, np.int64)
+    for t in range(len(want)):
+        item = want[t]
+        best = np.float32(0.0)
+        for r in range(ids.shape[0]):
+            src = rows[r]
+            for c in range(ids.shape[1]):
+                if ids[r, c] != item:
+                    continue
+                v = scores[r, c]
+                if out[t] < 0 or v > best or (v == best and src < out[t]):
+                    best = v
+                    out[t] = src
+    return out
+
+
 def diversity_cap(max_share: float, k: int) -> int:
     """The most items of one category (and of one brand) an answer of ``k`` may hold; -1 when
     ``max_share`` caps nothing."""
@@ -332,3 +354,4 @@ def warm() -> None:
             keys, vals, bounds, 1, w, ok, order, heat, heat * np.float32(0.01), cold,
             np.float32(1.0), 2, codes, codes, cap, 40,
         )  # fmt: skip
+    row_sources(keys.reshape(1, -1).astype(np.int32), vals.astype(np.float32)[None], bounds, bounds)

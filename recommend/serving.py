@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.kernels import diversity_cap, rank_pool, warm
+from recommend.kernels import diversity_cap, rank_pool, row_sources, warm
 
 if TYPE_CHECKING:
     from recommend.hybrid import Hybrid
@@ -1180,21 +1180,17 @@ def _row_sources(
     ids: np.ndarray, scores: np.ndarray, rows: np.ndarray | None, want: list[int]
 ) -> dict[int, int]:
     """For each item of ``want``: the row (of a part's block) whose entry for it is largest, as
-    that row's source item (ties: the lower one); items no row holds are left out. One
-    ``targets x rows x width`` comparison finds the few entries, Python compares them."""
+    that row's source item (ties: the lower one); items no row holds are left out (compiled:
+    :func:`recommend.kernels.row_sources`)."""
     if rows is None or not want or not ids.size:
         return {}
-    hit = (ids if ids.ndim == 2 else ids[None, :]) == np.asarray(want)[:, None, None]
-    t, r, c = hit.nonzero()
-    vals = (scores if scores.ndim == 2 else scores[None, :])[r, c].tolist()
-    src = np.asarray(rows)[r].tolist()
-    best: dict[int, tuple[float, int]] = {}
-    for j, v, s in zip(t.tolist(), vals, src, strict=True):
-        i = want[j]
-        b = best.get(i)
-        if b is None or v > b[0] or (v == b[0] and s < b[1]):
-            best[i] = (v, s)
-    return {i: s for i, (_, s) in best.items()}
+    got = row_sources(
+        np.asarray(ids if ids.ndim == 2 else ids[None, :], np.int32),
+        np.asarray(scores if scores.ndim == 2 else scores[None, :], np.float32),
+        np.asarray(rows, np.int64),
+        np.asarray(want, np.int64),
+    ).tolist()
+    return {i: s for i, s in zip(want, got, strict=True) if s >= 0}
 
 
 def _uniq(values: np.ndarray) -> np.ndarray:
