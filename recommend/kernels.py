@@ -62,9 +62,10 @@ def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - co
 @numba.njit(cache=True, nogil=True)
 def _score(
     pool: np.ndarray,
-    part_items: np.ndarray,
-    part_sums: np.ndarray,
-    part_len: np.ndarray,
+    slot: np.ndarray,
+    known: np.ndarray,
+    u: int,
+    sums: np.ndarray,
     top: np.ndarray,
     w: np.ndarray,
     heat: np.ndarray,
@@ -85,18 +86,12 @@ def _score(
     size = len(pool)
     mat = np.zeros((p + 1, size), np.float32)
     total = np.zeros(size, np.float32)
-    for j in range(p):
-        items = part_items[j]
-        sums = part_sums[j]
-        m = part_len[j]
-        at = 0
-        for c in range(size):
-            i = pool[c]
-            while at < m and items[at] < i:
-                at += 1
-            s = np.float32(0.0)
-            if at < m and items[at] == i:
-                s = np.float32(sums[at])
+    for c in range(size):
+        i = pool[c]
+        q = slot[i]
+        listed = q >= 0 and q < u and known[q] == i
+        for j in range(p):
+            s = np.float32(sums[j, q]) if listed else np.float32(0.0)
             x = np.float32(s / top[j])
             if not x > np.float32(0.0):
                 x = np.float32(0.0)
@@ -241,44 +236,46 @@ def rank_pool(
     (``len(w)``: the trending row) and whether the diversity caps were relaxed."""
     n = len(ok) - 1
     p = len(w)
-    width = 1
+    # Every distinct item of the parts gets a column of ``sums`` (one row a part), found through
+    # ``slot``: a sparse set, read before it is written (np.empty), an entry trusted only when it
+    # points back at its item, so nothing of the n items' size is cleared or sorted.
+    entries = bounds[p]
+    slot = np.empty(n + 1, np.int64)
+    known = np.empty(entries, np.int64)  # the item of each column
+    finds = np.zeros(entries, np.bool_)
+    sums = np.zeros((p, entries), np.float64)
+    u = 0
     for j in range(p):
-        width = max(width, bounds[j + 1] - bounds[j])
-    part_items = np.empty((p, width), np.int64)
-    part_sums = np.empty((p, width), np.float64)
-    part_len = np.zeros(p, np.int64)
-    top = np.empty(p, np.float32)
-    for j in range(p):
-        a = bounds[j]
-        ks = keys[a : bounds[j + 1]]
-        by = np.argsort(ks, kind="mergesort")  # stable: an item's entries in read order
-        m = 0
-        best = -np.inf
-        for e in range(len(by)):
-            i = ks[by[e]]
+        for e in range(bounds[j], bounds[j + 1]):
+            i = keys[e]
             if i < 0 or i >= n:  # padding: never counts
                 continue
-            v = vals[a + by[e]]
-            if m > 0 and part_items[j, m - 1] == i:
-                part_sums[j, m - 1] += v
-            else:
-                part_items[j, m] = i
-                part_sums[j, m] = 0.0 + v
-                m += 1
-        for e in range(m):
-            best = max(best, part_sums[j, e])
-        part_len[j] = m
-        t = np.float32(best) if m > 0 else np.float32(0.0)
+            q = slot[i]
+            if q < 0 or q >= u or known[q] != i:
+                q = u
+                slot[i] = q
+                known[q] = i
+                u += 1
+            sums[j, q] += vals[e]
+            if j < finding:
+                finds[q] = True
+    top = np.empty(p, np.float32)
+    for j in range(p):
+        best = -np.inf
+        for e in range(bounds[j], bounds[j + 1]):
+            i = keys[e]
+            if i >= 0 and i < n:
+                best = max(best, sums[j, slot[i]])
+        t = np.float32(best) if best > -np.inf else np.float32(0.0)
         top[j] = t if t > np.float32(0.0) else _INF32
-    # The candidates: the finding parts' allowed items, sorted, each once.
-    found = np.empty(bounds[finding], np.int64)
-    nf = 0
-    for e in range(len(found)):
-        i = keys[e]
-        if i >= 0 and i < n and ok[i]:
-            found[nf] = i
-            nf += 1
-    cand = _merge(found[:nf], found[:0])
+    # The candidates: the finding parts' allowed items, sorted (each once already).
+    cand = np.empty(u, np.int64)
+    nc = 0
+    for q in range(u):
+        if finds[q] and ok[known[q]]:
+            cand[nc] = known[q]
+            nc += 1
+    cand = np.sort(cand[:nc])
     walked = cand[:0]
     pos = 0
     if cold:
@@ -289,7 +286,7 @@ def rank_pool(
         walked, pos = _walk(order, ok, k - len(cand), 0)
     pool = _merge(cand, walked) if len(walked) else cand
     items, scores, whys, relaxed = _score(
-        pool, part_items, part_sums, part_len, top, w, heat, widen, cold, trend_w, k,
+        pool, slot, known, u, sums, top, w, heat, widen, cold, trend_w, k,
         category, brand, cap, window,
     )  # fmt: skip
     if relaxed and pos < n:  # the caps had to be relaxed: widen once and try again
@@ -299,7 +296,7 @@ def rank_pool(
         if len(more):
             pool = _merge(pool, more)
             items, scores, whys, relaxed = _score(
-                pool, part_items, part_sums, part_len, top, w, heat, widen, cold, trend_w, k,
+                pool, slot, known, u, sums, top, w, heat, widen, cold, trend_w, k,
                 category, brand, cap, window,
             )  # fmt: skip
     return items, scores, whys, relaxed
