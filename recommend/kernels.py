@@ -16,14 +16,31 @@ scalars), so one compilation serves every request.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
 
 _INF32 = np.float32(np.inf)
+# Whether the machine code is kept on disk: False when numba finds no writable cache directory
+# (the package's __pycache__, NUMBA_CACHE_DIR, the user's cache), where it would refuse
+# ``cache=True`` at import; the kernels are then compiled in memory when the first bundle loads.
+CACHED = True
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(fn: Callable[..., Any]) -> Any:
+    """``fn`` compiled on first call (nopython, releasing the GIL), cached on disk if possible."""
+    global CACHED
+    if CACHED:
+        try:
+            return numba.njit(cache=True, nogil=True)(fn)
+        except RuntimeError:  # "no locator available": nowhere writable to keep the cache
+            CACHED = False
+    return numba.njit(nogil=True)(fn)
+
+
+@_compiled
 def _walk(
     order: np.ndarray, ok: np.ndarray, need: int, start: int
 ) -> tuple[np.ndarray, int]:  # pragma: no cover - compiled
@@ -46,7 +63,7 @@ def _walk(
     return out[:have], pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Sorted distinct values of ``a`` and ``b``."""
     both = np.sort(np.concatenate((a, b)))
@@ -59,7 +76,7 @@ def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - co
     return out[:m]
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _score(
     pool: np.ndarray,
     slot: np.ndarray,
@@ -202,7 +219,7 @@ def _score(
     return out_items, out_scores, whys, relaxed
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def rank_pool(
     keys: np.ndarray,
     vals: np.ndarray,
@@ -302,7 +319,7 @@ def rank_pool(
     return items, scores, whys, relaxed
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def row_sources(
     ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, want: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - compiled

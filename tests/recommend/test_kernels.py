@@ -3,10 +3,15 @@ compilation for every request. Its answers are pinned by test_rank_differential.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from recommend import kernels
 from recommend.serving import Bundle
+from tests.bench.test_bench_quick import ROOT
 from tests.recommend.test_rank_differential import random_bundle, random_requests
 
 
@@ -41,3 +46,20 @@ def test_walk_takes_the_allowed_items_in_order_and_says_where_it_stopped() -> No
     assert items.tolist() == [4] and pos == 5
     items, pos = kernels._walk(order, ok, 0, 0)
     assert items.tolist() == [] and pos == 0
+
+
+def test_without_a_writable_cache_the_kernels_still_import_and_compile_in_memory() -> None:
+    # Given numba finding nowhere to keep its cache (a read-only install without NUMBA_CACHE_DIR
+    # and without a writable home), where ``cache=True`` alone raises at import
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    # When the module is imported
+    out = subprocess.run(
+        [sys.executable, "-c", "from recommend import kernels; print(kernels.CACHED)"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Then it imports, with the kernels compiled in memory (not cached)
+    assert out.stdout.strip() == "False"
