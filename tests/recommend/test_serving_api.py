@@ -889,5 +889,7 @@ async def test_concurrent_and_cancelled_requests_give_every_connection_back(
         await server.stop()
         await db.dispose()
     if pg:
-        assert server._shopper_reads is None  # closed by stop, every connection with it
+        reads = server._shopper_reads
+        assert reads is not None and reads.closed  # by stop, every connection with it
+        assert (reads.open, reads.idle) == (0, 0)
         assert all(c.is_closed() for c in kept)
