@@ -533,15 +533,19 @@ def compare_rank(blob: bytes, before: Any, requests: int, seed: int) -> dict[str
             if kind == "CART":
                 cart = tuple(keys[j] for j in rng.choice(n, size=2, replace=False, p=p).tolist())
                 ask.update(scenario="CART", cart=cart)
-            answers = []
-            times = []
-            for mod, bundle in ((now, a), (before, b)):
+            answers: list[Any] = [None, None]
+            times = [0.0, 0.0]
+            # Which code goes first alternates per request: the second call finds the request's
+            # rows already in the CPU caches (the same code against itself reads about 1.06 in a
+            # fixed order).
+            pair = ((0, now, a), (1, before, b))
+            for slot, mod, bundle in pair if r % 2 == 0 else pair[::-1]:
                 recent = tuple(mod.Recent(keys[j], kd, age) for j, kd, age in events)
                 req = mod.RankRequest(recent=recent, **ask)
                 view = mod.View(allowed=allowed, category=category, brand=brand)
                 t1 = time.perf_counter_ns()
-                answers.append(bundle.rank(req, view))
-                times.append((time.perf_counter_ns() - t1) / 1000)
+                answers[slot] = bundle.rank(req, view)
+                times[slot] = (time.perf_counter_ns() - t1) / 1000
             if r >= min(20, requests // 10):  # warm-up left out
                 t_now.append(times[0])
                 t_before.append(times[1])
