@@ -48,13 +48,10 @@ import orjson
 
 from bench import common
 from bench.inprocess import call
+from bench.recommend_serving import log
 
 FLOOR = b'{"query":"query Floor { __typename }"}'
 Request = tuple[bytes, list[tuple[str, str]]]
-
-
-def log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

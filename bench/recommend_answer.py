@@ -49,9 +49,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+from bench.recommend_serving import log
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
